@@ -1,0 +1,17 @@
+# The README's two commands. PY is the environment scripts/setup.sh made
+# (or the active one when a virtual environment is active).
+PY := $(if $(VIRTUAL_ENV),python,.venv/bin/python)
+
+.PHONY: setup quickstart test test-all
+
+setup:
+	./scripts/setup.sh
+
+quickstart: setup
+	$(PY) -m relforge plugins
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow"

@@ -1,0 +1,331 @@
+"""Run configuration: YAML files merged with OmegaConf, validated with pydantic.
+
+Order of precedence, lowest first: the selected method's defaults, then each
+configuration file in order, then ``key=value`` overrides. ``${...}``
+interpolation is resolved after merging. The result is validated twice: the
+run-level schema (:class:`RunConfig`) and then the settings model of every
+component the configuration selects, so that an unknown key or a wrong type
+is reported with its full key path and the component it belongs to.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from relforge.components import ComponentKind
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key path(s)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentRef(BaseModel):
+    """``{name: <component>, <setting>: <value>, ...}``; a bare string is
+    shorthand for ``{name: <component>}``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _coerce_ref(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"name": value}
+    return value
+
+
+class DataConfig(_Strict):
+    dataset: ComponentRef | None = None
+    #: folder holding the data sets; falls back to $RELFORGE_DATA_DIR
+    data_dir: str | None = None
+    train_split: str | None = "train"
+    dev_split: str | None = "dev"
+    test_split: str | None = "test"
+    #: optional split transformation (K-shot, ratio, ...), interpreted by the data layer
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    #: a verbalizer override file (label -> words), YAML or JSON
+    verbalizer: str | None = None
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_ref(cls, v: Any) -> Any:
+        return _coerce_ref(v)
+
+
+class ModelConfig(_Strict):
+    #: a transformers hub id or local path; "minilm" means the packaged MiniLM
+    backbone: str = "minilm"
+    tokenizer: str | None = None
+    #: "seq2seq" (encoder-decoder) or "encoder"
+    architecture: str = "seq2seq"
+    max_source_length: int = Field(256, gt=0)
+    max_target_length: int = Field(32, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    batch_size: int = Field(16, gt=0)
+    eval_batch_size: int = Field(32, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    mixed_precision: str = "no"
+    eval_every: str | int = "epoch"
+    early_stopping_patience: int | None = Field(None, gt=0)
+    select_metric: str = "micro_f1"
+    #: per-parameter-group learning rates: group name -> lr
+    group_learning_rates: dict[str, float] = Field(default_factory=dict)
+
+
+class TrackingConfig(_Strict):
+    #: tracker plugins to notify ("mlflow"); empty: none
+    trackers: list[str] = Field(default_factory=lambda: ["mlflow"])
+    experiment: str = "relforge"
+    tracking_uri: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class RunConfig(_Strict):
+    method: str | None = None
+    name: str | None = None
+    seed: int = 42
+    output_dir: str = "runs"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    template: ComponentRef | None = None
+    decoder: ComponentRef | None = None
+    loss: ComponentRef | None = None
+    retriever: ComponentRef | None = None
+    pretraining: list[ComponentRef] = Field(default_factory=list)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    #: free-form method-specific options that are not components
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("template", "decoder", "loss", "retriever", mode="before")
+    @classmethod
+    def _component_refs(cls, v: Any) -> Any:
+        return _coerce_ref(v)
+
+    @field_validator("pretraining", mode="before")
+    @classmethod
+    def _stage_refs(cls, v: Any) -> Any:
+        return [_coerce_ref(x) for x in v] if isinstance(v, list) else v
+
+
+#: config section -> component kind, for sections that select one component
+COMPONENT_SECTIONS: dict[str, ComponentKind] = {
+    "template": ComponentKind.TEMPLATE,
+    "decoder": ComponentKind.DECODER,
+    "loss": ComponentKind.LOSS,
+    "retriever": ComponentKind.RETRIEVER,
+    "data.dataset": ComponentKind.DATASET,
+}
+
+
+@dataclass
+class ResolvedConfig:
+    """A validated run configuration.
+
+    ``data``: the resolved configuration as plain dict (what is saved with a
+    run); ``run``: the validated :class:`RunConfig`; ``components``: key path
+    -> (full component name, validated settings) for every selected component.
+    """
+
+    data: dict[str, Any]
+    run: RunConfig
+    components: dict[str, tuple[str, BaseModel]]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
+
+    def settings(self, path: str) -> BaseModel:
+        return self.components[path][1]
+
+    def component_name(self, path: str) -> str:
+        return self.components[path][0]
+
+
+def format_validation_error(exc: ValidationError, *, prefix: str = "", component: str | None = None) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        path = ".".join(p for p in (prefix, loc) if p)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        where = f" (component {component})" if component else ""
+        got = ""
+        if "input" in err and err["type"] != "extra_forbidden" and not isinstance(err["input"], (dict, list)):
+            got = f"; got {err['input']!r}"
+        lines.append(f"{path or '<root>'}: {msg}{got}{where}")
+    return lines
+
+
+def validate_settings(model: type[BaseModel], data: Mapping[str, Any], *, path: str, component: str) -> BaseModel:
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
+            format_validation_error(exc, prefix=path, component=component))) from None
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.exists():
+        raise ConfigError(f"configuration file not found: {path}")
+    try:
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(cfg, ListConfig):
+        raise ConfigError(f"{path}: the top level must be a mapping, not a list")
+    return cfg
+
+
+def parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
+    if bad:
+        raise ConfigError(f"overrides must look like key.path=value; got {', '.join(map(repr, bad))}")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"could not parse overrides {list(overrides)}: {exc}") from None
+
+
+def load_config(files: Iterable[str | Path] = (), overrides: Sequence[str] = (), *,
+                registry=None, base: Mapping[str, Any] | None = None) -> ResolvedConfig:
+    """Merge method defaults, ``files`` and ``overrides``; resolve; validate."""
+    from relforge.registry import RegistryError, get_registry
+
+    registry = registry or get_registry()
+    layers: list[DictConfig] = [OmegaConf.create(dict(base or {}))]
+    layers += [_load_yaml(Path(f)) for f in files]
+    layers.append(parse_overrides(overrides))
+    try:
+        user = OmegaConf.merge(*layers)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"could not merge configuration: {exc}") from None
+    method_name = user.get("method")
+    if method_name is not None:
+        try:
+            method = registry.method(str(method_name))
+        except RegistryError as exc:
+            raise ConfigError(f"method: {exc}") from None
+        try:
+            merged = OmegaConf.merge(OmegaConf.create(method.defaults), user)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"could not merge configuration with method {method.name!r}: {exc}") from None
+    else:
+        merged = user
+    try:
+        data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"{key or 'configuration'}: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    return validate_config(data, registry=registry)
+
+
+def validate_config(data: Mapping[str, Any], *, registry=None) -> ResolvedConfig:
+    from relforge.registry import RegistryError, get_registry
+
+    registry = registry or get_registry()
+    try:
+        run = RunConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(format_validation_error(exc))) from None
+    components: dict[str, tuple[str, BaseModel]] = {}
+    problems: list[str] = []
+    refs: list[tuple[str, ComponentKind, ComponentRef]] = []
+    for path, kind in COMPONENT_SECTIONS.items():
+        obj: Any = run
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            refs.append((path, kind, obj))
+    for i, ref in enumerate(run.pretraining):
+        refs.append((f"pretraining.{i}", ComponentKind.PRETRAINING_STAGE, ref))
+    for path, kind, ref in refs:
+        try:
+            info = registry.get(kind, ref.name)
+        except RegistryError as exc:
+            problems.append(f"{path}.name: {exc}")
+            continue
+        try:
+            settings = info.settings_model.model_validate(ref.settings)
+        except ValidationError as exc:
+            problems += format_validation_error(exc, prefix=path, component=info.full_name)
+            continue
+        components[path] = (info.full_name, settings)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return ResolvedConfig(data=_with_canonical_names(dict(data), components), run=run, components=components)
+
+
+def _with_canonical_names(data: dict[str, Any], components: Mapping[str, tuple[str, BaseModel]]) -> dict[str, Any]:
+    """The resolved config with every component's full name and all of its
+    settings (defaults included), so the saved config reproduces the run."""
+    out = _deep_copy(data)
+    for path, (full, settings) in components.items():
+        parts = path.split(".")
+        parent = out
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
+        last = int(parts[-1]) if isinstance(parent, list) else parts[-1]
+        parent[last] = {"name": full, **settings.model_dump(mode="json")}
+    return out
+
+
+def _deep_copy(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _deep_copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deep_copy(v) for v in x]
+    return x
+
+
+SECRET_MARKERS = ("api_key", "apikey", "secret", "password", "token", "authorization")
+
+
+def redact(x: Any, _key: str = "") -> Any:
+    """A copy with the values of secret-looking keys replaced by '***'.
+    ``max_*_tokens``-style keys are numbers, not secrets, and are kept."""
+    if isinstance(x, Mapping):
+        return {k: redact(v, str(k)) for k, v in x.items()}
+    if isinstance(x, list):
+        return [redact(v, _key) for v in x]
+    lowered = _key.lower()
+    if isinstance(x, str) and x and any(m in lowered for m in SECRET_MARKERS):
+        return "***"
+    return x
+
+
+def flatten(x: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists are indexed (``a.0``)."""
+    out: dict[str, Any] = {}
+    for k, v in x.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key))
+        elif isinstance(v, list) and v and any(isinstance(i, (Mapping, list)) for i in v):
+            out.update(flatten({str(i): item for i, item in enumerate(v)}, key))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,1 @@
+"""Constrained decoding: the label Trie, batched masking and candidate scoring."""

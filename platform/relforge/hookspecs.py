@@ -1,0 +1,220 @@
+"""Hook specifications: the contract between the RelForge core and its plugins.
+
+Every hook is documented here, where it is specified: its arguments, what it
+returns and when the core calls it. ``tests/test_hookspecs.py`` fails when a
+hook lacks any of those sections or when no test exercises it.
+
+Registration hooks follow the register-callback style: the core passes a
+``register`` function and the plugin calls it once per component it offers,
+so the core keeps control of naming, duplicate detection and validation.
+
+``register(component, *, name=None, aliases=(), description=None)``
+
+* ``component``: a class derived from the kind's base class in
+  :mod:`relforge.components` (for methods, a :class:`relforge.components.Method`
+  instance). Its ``Settings`` attribute is a pydantic model of its
+  configuration.
+* ``name``: the short name; defaults to the class's ``name`` attribute. The
+  full name is ``<plugin>.<name>``; the short name also works wherever it is
+  unambiguous across plugins.
+* ``aliases``: further global names. An alias (and a method name) claimed by
+  two plugins is refused with an error that names both.
+"""
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "relforge"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def register_templates(register):
+    """Offer templates: turn an example into model input and target text(s).
+
+    Arguments:
+        register: callback; call ``register(TemplateClass)`` once per
+            template. The class derives from :class:`relforge.components.Template`.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins (at the first
+        ``get_registry()`` call or ``Registry.load()``), before any run.
+    """
+
+
+@hookspec
+def register_decoders(register):
+    """Offer decoders: rank candidate relations for a batch of inputs.
+
+    Arguments:
+        register: callback; call ``register(DecoderClass)`` once per decoder.
+            The class derives from :class:`relforge.components.Decoder`.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run.
+    """
+
+
+@hookspec
+def register_retrievers(register):
+    """Offer retrievers: select memory instances (possibly softly) for a query.
+
+    Arguments:
+        register: callback; call ``register(RetrieverClass)`` once per
+            retriever. The class derives from :class:`relforge.components.Retriever`.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run.
+    """
+
+
+@hookspec
+def register_losses(register):
+    """Offer training losses.
+
+    Arguments:
+        register: callback; call ``register(LossClass)`` once per loss. The
+            class derives from :class:`relforge.components.Loss`.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run.
+    """
+
+
+@hookspec
+def register_pretraining_stages(register):
+    """Offer pretraining stages that run before fine-tuning.
+
+    Arguments:
+        register: callback; call ``register(StageClass)`` once per stage. The
+            class derives from :class:`relforge.components.PretrainingStage`.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Offer dataset readers.
+
+    Arguments:
+        register: callback; call ``register(DatasetClass)`` once per dataset.
+            The class derives from :class:`relforge.components.Dataset`.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run.
+    """
+
+
+@hookspec
+def register_methods(register):
+    """Offer methods: named recipes whose default configuration picks components.
+
+    Arguments:
+        register: callback; call ``register(Method(name=..., defaults={...}))``
+            once per method (:class:`relforge.components.Method`). Method
+            names are global: two plugins cannot register the same one.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run.
+    """
+
+
+@hookspec
+def on_run_start(run):
+    """A run (training, evaluation, a benchmark cell) has started.
+
+    Trackers open their run here (the MLflow tracker starts an MLflow run and
+    logs the flattened resolved configuration and tags).
+
+    Arguments:
+        run: the :class:`relforge.run.Run`; ``run.config`` is the resolved
+            configuration as a plain dict (secrets redacted), ``run.tags``
+            its tags, ``run.output_dir`` its folder, and ``run.state`` a dict
+            where a tracker may keep its own state under its plugin name.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        By ``Run.__enter__`` once the resolved configuration has been saved to
+        ``run.output_dir/config.yaml``, before any training or evaluation.
+    """
+
+
+@hookspec
+def on_metrics(run, metrics, step):
+    """Metrics were computed.
+
+    Arguments:
+        run: the :class:`relforge.run.Run`.
+        metrics: dict of metric name (``dev/micro_f1``) to float.
+        step: int, the global step or epoch the metrics belong to, or None.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        By ``Run.log_metrics`` each time the engine evaluates or logs training
+        statistics.
+    """
+
+
+@hookspec
+def on_artifact(run, path, artifact_path):
+    """A file was produced that belongs to the run (predictions, figures, tables).
+
+    Arguments:
+        run: the :class:`relforge.run.Run`.
+        path: :class:`pathlib.Path` of the local file.
+        artifact_path: str or None, the folder inside the run's artifact store
+            where the file belongs.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        By ``Run.log_artifact`` after the file has been written.
+    """
+
+
+@hookspec
+def on_run_end(run, status, error):
+    """A run has ended.
+
+    Arguments:
+        run: the :class:`relforge.run.Run`.
+        status: ``"FINISHED"``, ``"FAILED"`` or ``"KILLED"`` (interrupted).
+        error: the exception that ended the run, or None.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        By ``Run.__exit__``, whether the run succeeded or not; trackers close
+        their run here.
+    """

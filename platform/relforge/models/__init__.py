@@ -1,0 +1,1 @@
+"""Backbones: loading transformers models and tokenizers (offline-first)."""
