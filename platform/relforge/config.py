@@ -141,6 +141,33 @@ COMPONENT_SECTIONS: dict[str, ComponentKind] = {
 }
 
 
+_COMPONENT_PATHS = ("template", "decoder", "loss", "retriever", "data.dataset")
+
+
+def _normalize_refs(layer: DictConfig) -> DictConfig:
+    """Expand the shorthand ``loss: name`` to ``loss: {name: name}`` (also in
+    the ``pretraining`` list) so that layers merge key by key."""
+    layer = layer.copy()
+    for path in _COMPONENT_PATHS:
+        value = OmegaConf.select(layer, path)
+        if isinstance(value, str):
+            OmegaConf.update(layer, path, {"name": value}, merge=False)
+    stages = layer.get("pretraining")
+    if isinstance(stages, ListConfig):
+        layer.pretraining = [{"name": x} if isinstance(x, str) else x for x in stages]
+    return layer
+
+
+def _drop_replaced_components(merged: DictConfig, layer: DictConfig) -> None:
+    """A layer that picks another component for a section replaces that
+    section whole: the old component's settings would not fit the new one."""
+    for path in _COMPONENT_PATHS:
+        old = OmegaConf.select(merged, f"{path}.name")
+        new = OmegaConf.select(layer, f"{path}.name")
+        if old is not None and new is not None and old != new:
+            OmegaConf.update(merged, path, {}, merge=False)
+
+
 @dataclass
 class ResolvedConfig:
     """A validated run configuration.
@@ -200,41 +227,67 @@ def _load_yaml(path: Path) -> DictConfig:
     return cfg
 
 
-def parse_overrides(overrides: Sequence[str]) -> DictConfig:
-    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
-    if bad:
-        raise ConfigError(f"overrides must look like key.path=value; got {', '.join(map(repr, bad))}")
-    try:
-        return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"could not parse overrides {list(overrides)}: {exc}") from None
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """``key.path=value`` -> ``(key.path, value)`` with the value read as YAML
+    (so ``3`` is an int, ``[1,2]`` a list) except ``${...}`` interpolations."""
+    parsed = []
+    for o in overrides:
+        key, sep, raw = o.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"overrides must look like key.path=value; got {o!r}")
+        if "${" in raw:
+            value: Any = raw
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError:
+                value = raw
+        parsed.append((key, value))
+    return parsed
 
 
 def load_config(files: Iterable[str | Path] = (), overrides: Sequence[str] = (), *,
                 registry=None, base: Mapping[str, Any] | None = None) -> ResolvedConfig:
-    """Merge method defaults, ``files`` and ``overrides``; resolve; validate."""
+    """Merge method defaults, ``base``, ``files`` and ``overrides``; resolve; validate."""
     from relforge.registry import RegistryError, get_registry
 
     registry = registry or get_registry()
     layers: list[DictConfig] = [OmegaConf.create(dict(base or {}))]
     layers += [_load_yaml(Path(f)) for f in files]
-    layers.append(parse_overrides(overrides))
-    try:
-        user = OmegaConf.merge(*layers)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"could not merge configuration: {exc}") from None
-    method_name = user.get("method")
+    pairs = parse_overrides(overrides)
+    method_name = next((v for k, v in reversed(pairs) if k == "method"), None)
+    if method_name is None:
+        for layer in reversed(layers):
+            if layer.get("method") is not None:
+                method_name = layer.get("method")
+                break
     if method_name is not None:
         try:
             method = registry.method(str(method_name))
         except RegistryError as exc:
             raise ConfigError(f"method: {exc}") from None
+        layers.insert(0, OmegaConf.create(method.defaults))
+    merged = OmegaConf.create({})
+    for layer in layers:
+        layer = _normalize_refs(layer)
+        _drop_replaced_components(merged, layer)
         try:
-            merged = OmegaConf.merge(OmegaConf.create(method.defaults), user)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"could not merge configuration with method {method.name!r}: {exc}") from None
-    else:
-        merged = user
+            merged = OmegaConf.merge(merged, layer)
+        except (OmegaConfBaseException, TypeError, ValueError) as exc:
+            raise ConfigError(f"could not merge configuration: {exc}") from None
+    for key, value in pairs:
+        if key in _COMPONENT_PATHS or key.endswith(".name") and key[:-5] in _COMPONENT_PATHS:
+            section = key.removesuffix(".name")
+            new_name = value.get("name") if isinstance(value, Mapping) else value
+            if OmegaConf.select(merged, f"{section}.name") not in (None, new_name):
+                OmegaConf.update(merged, section, {}, merge=False, force_add=True)
+            if key == section and isinstance(value, str):
+                key, value = f"{section}.name", value
+        try:
+            OmegaConf.update(merged, key, value, merge=True, force_add=True)
+        except (OmegaConfBaseException, TypeError, ValueError, IndexError) as exc:
+            raise ConfigError(f"override {key}={value!r}: {exc}") from None
     try:
         data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:

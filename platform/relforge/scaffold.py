@@ -1,7 +1,7 @@
 """``relforge new-plugin NAME``: scaffold a third-party plugin package.
 
 The files are copied from ``scaffold_files/`` with ``__NAME__`` replaced by
-the plugin's name; ``.tmpl`` suffixes are dropped (they keep the templates out
+the plugin's name (``__DIST__`` by its distribution name); ``.tmpl`` suffixes are dropped (they keep the templates out
 of pytest's and setuptools' way inside this package).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ def scaffold_plugin(name: str, directory: str | Path | None = None) -> Path:
     src = resources.files("relforge") / "scaffold_files"
     for tmpl, dest in FILES.items():
         text = (src / tmpl).read_text(encoding="utf-8").replace("__NAME__", name)
+        text = text.replace("__DIST__", name.replace("_", "-"))
         out = target / dest.replace("__NAME__", name)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")

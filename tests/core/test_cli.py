@@ -1,0 +1,64 @@
+"""The command line: listing, config show, and honest not-implemented commands."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from relforge.cli import app
+
+runner = CliRunner()
+
+
+def test_plugins_lists_bundled_plugins():
+    res = runner.invoke(app, ["plugins"])
+    assert res.exit_code == 0, res.output
+    for name in ("relforge", "cptuning", "etrag", "tkre"):
+        assert name in res.output
+
+
+def test_plugins_json():
+    res = runner.invoke(app, ["plugins", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    names = {p["name"]: p for p in data["plugins"]}
+    assert {"relforge", "cptuning", "etrag", "tkre"} <= set(names)
+    assert names["cptuning"]["version"] == "0.1.0" and names["cptuning"]["error"] is None
+    assert data["errors"] == []
+
+
+def test_config_show_prints_resolved_yaml(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("seed: 3\ntrain:\n  epochs: 1\n  learning_rate: ${model.options.lr}\nmodel:\n  options:\n    lr: 0.01\n")
+    res = runner.invoke(app, ["config", "show", str(f), "train.batch_size=2"])
+    assert res.exit_code == 0, res.output
+    assert "seed: 3" in res.stdout and "batch_size: 2" in res.stdout and "learning_rate: 0.01" in res.stdout
+
+
+def test_config_show_error_names_key(tmp_path):
+    res = runner.invoke(app, ["config", "show", "train.epochz=1"])
+    assert res.exit_code == 1
+    assert "train.epochz: unknown key" in res.output
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "bench", "quickstart", "ui"])
+def test_unimplemented_commands_say_so_and_fail(command):
+    res = runner.invoke(app, [command])
+    assert res.exit_code == 2
+    assert "not implemented yet" in res.output
+
+
+def test_help_lists_every_command():
+    res = runner.invoke(app, ["--help"])
+    for command in ("plugins", "config", "new-plugin", "train", "evaluate", "predict", "bench", "ui", "data"):
+        assert command in res.output
+
+
+def test_new_plugin_refuses_bad_name_and_nonempty_dir(tmp_path):
+    res = runner.invoke(app, ["new-plugin", "My-Plugin", "--dir", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "lower-case Python identifier" in res.output
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    res = runner.invoke(app, ["new-plugin", "ok", "--dir", str(tmp_path / "full")])
+    assert res.exit_code == 1 and "not empty" in res.output

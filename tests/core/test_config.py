@@ -1,0 +1,117 @@
+"""Configuration: merging, overrides, interpolation and validation errors."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from relforge.config import ConfigError, flatten, load_config, redact
+from relforge.registry import Registry
+
+from tests.core.plugins_for_tests import ToyPlugin
+
+
+@pytest.fixture
+def reg():
+    r = Registry().load(builtins=False, entry_points=False)
+    r.add_plugin(ToyPlugin(), "toy")
+    return r
+
+
+def write(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return p
+
+
+def test_method_defaults_then_files_then_overrides(reg, tmp_path):
+    f1 = write(tmp_path, "a.yaml", {"method": "toy", "seed": 1, "loss": {"scale": 3.0}})
+    f2 = write(tmp_path, "b.yaml", {"seed": 2})
+    cfg = load_config([f1, f2], ["train.batch_size=4", "loss.reduction=sum"], registry=reg)
+    assert cfg.run.seed == 2
+    assert cfg.run.train.batch_size == 4
+    assert cfg.run.train.epochs == 2  # from the method
+    assert cfg.settings("loss").scale == 3.0 and cfg.settings("loss").reduction == "sum"
+    # interpolation resolved after merging
+    assert cfg.run.train.learning_rate == 0.001
+    # components are saved with full names and every setting
+    assert cfg.data["template"] == {"name": "toy.echo", "prefix": "> "}
+    assert cfg.data["pretraining"] == [{"name": "toy.counting", "steps": 1}]
+    assert cfg.data["data"]["dataset"] == {"name": "toy.tiny"}
+
+
+def test_interpolation_follows_override(reg):
+    cfg = load_config([], ["method=toy", "model.options.base_lr=0.5"], registry=reg)
+    assert cfg.run.train.learning_rate == 0.5
+
+
+def test_unknown_top_level_key_names_path(reg):
+    with pytest.raises(ConfigError, match=r"trian: unknown key"):
+        load_config([], ["method=toy", "trian.epochs=3"], registry=reg)
+
+
+def test_unknown_nested_key_and_wrong_type_name_paths(reg):
+    with pytest.raises(ConfigError) as exc:
+        load_config([], ["method=toy", "train.batchsize=3", "train.epochs=many"], registry=reg)
+    msg = str(exc.value)
+    assert "train.batchsize: unknown key" in msg
+    assert "train.epochs: Input should be a valid number" in msg and "'many'" in msg
+
+
+def test_component_setting_errors_name_path_and_component(reg):
+    with pytest.raises(ConfigError) as exc:
+        load_config([], ["method=toy", "loss.scael=2", "pretraining.0.steps=x"], registry=reg)
+    msg = str(exc.value)
+    assert "loss.scael: unknown key (component toy.scaled_mse)" in msg
+    assert "pretraining.0.steps: Input should be a valid integer" in msg
+    assert "(component toy.counting)" in msg
+
+
+def test_unknown_component_and_method(reg):
+    with pytest.raises(ConfigError, match=r"decoder\.name: unknown decoder 'shortes'; did you mean 'shortest'"):
+        load_config([], ["method=toy", "decoder=shortes"], registry=reg)
+    with pytest.raises(ConfigError, match=r"method: unknown method 'tyo'"):
+        load_config([], ["method=tyo"], registry=reg)
+
+
+def test_bad_override_missing_file_bad_yaml_and_missing_interpolation(reg, tmp_path):
+    with pytest.raises(ConfigError, match="overrides must look like key.path=value"):
+        load_config([], ["seed"], registry=reg)
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config([tmp_path / "nope.yaml"], registry=reg)
+    bad = write(tmp_path, "bad.yaml", "a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config([bad], registry=reg)
+    lst = write(tmp_path, "list.yaml", "- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config([lst], registry=reg)
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        load_config([], ["method=toy", "train.learning_rate=${model.options.missing}"], registry=reg)
+
+
+def test_without_method(reg):
+    cfg = load_config([], ["loss=mse", "seed=7"], registry=reg)
+    assert cfg.component_name("loss") == "toy.scaled_mse"
+    assert cfg.run.method is None
+
+
+def test_redact_and_flatten():
+    data = {"llm": {"api_key": "sk-123", "max_new_tokens": 5, "base_url": "http://x"},
+            "a": [{"b": 1}], "token": ""}
+    red = redact(data)
+    assert red["llm"]["api_key"] == "***" and red["llm"]["max_new_tokens"] == 5
+    assert red["llm"]["base_url"] == "http://x"
+    assert flatten(red) == {"llm.api_key": "***", "llm.max_new_tokens": 5, "llm.base_url": "http://x",
+                            "a.0.b": 1, "token": ""}
+
+
+def test_picking_another_component_drops_the_old_settings(reg, tmp_path):
+    # the method's loss has scale=2.0; choosing another loss must not carry it over
+    from tests.core.test_registry import SameShortNamePlugin
+
+    reg.add_plugin(SameShortNamePlugin(), "other")
+    cfg = load_config([], ["method=toy", "loss=other.scaled_mse"], registry=reg)
+    assert cfg.component_name("loss") == "other.scaled_mse"
+    f = write(tmp_path, "c.yaml", {"method": "toy", "loss": {"name": "other.scaled_mse"}})
+    assert load_config([f], registry=reg).component_name("loss") == "other.scaled_mse"
+    # the same component keeps the method's settings
+    assert load_config([], ["method=toy", "loss=toy.scaled_mse"], registry=reg).settings("loss").scale == 2.0
