@@ -28,7 +28,7 @@ from relforge.components import BASE_FOR_KIND, HOOK_FOR_KIND, ComponentKind, Met
 
 #: plugin name -> module, for the core's own plugins (its built-in components
 #: and its built-in tracker); loaded before any entry point
-BUILTIN_PLUGINS: dict[str, str] = {"relforge": "relforge.builtin"}
+BUILTIN_PLUGINS: dict[str, str] = {"relforge": "relforge.builtin", "mlflow": "relforge.tracking.mlflow_tracker"}
 
 ENTRY_POINT_GROUP = "relforge"
 

@@ -1,0 +1,1 @@
+"""Trackers: plugins that implement the run-lifecycle hooks."""

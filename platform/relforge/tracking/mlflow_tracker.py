@@ -1,0 +1,106 @@
+"""The built-in MLflow tracker (registered as the plugin ``mlflow``).
+
+It is active for a run when ``tracking.trackers`` names ``mlflow`` (the
+default). The store is ``tracking.tracking_uri``, else ``MLFLOW_TRACKING_URI``,
+else a SQLite database ``mlflow.db`` in the working directory (MLflow's own
+default backend; the deprecated file store is never used). Each run logs the
+flattened resolved configuration (secrets already redacted by
+:class:`relforge.run.Run`) as params, its tags, metrics with their steps, and
+artifacts. A run whose tags carry ``parent_run_id`` is nested under it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from relforge.config import flatten
+from relforge.hookspecs import hookimpl
+
+NAME = "mlflow"
+#: MLflow limits (https://mlflow.org/docs/latest/tracking.html): param values are cut at this length
+MAX_PARAM_VALUE = 6000
+
+
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cwd or Path.cwd()).resolve() / 'mlflow.db'}"
+
+
+def artifact_location_for(uri: str) -> str | None:
+    """For a local SQLite store, artifacts go to ``mlartifacts/`` beside the
+    database (as ``mlflow server`` does), not into the working directory."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def tracking_uri_for(config: dict) -> str:
+    return (config.get("tracking") or {}).get("tracking_uri") or default_tracking_uri()
+
+
+def _active(run) -> bool:
+    trackers = (run.config.get("tracking") or {}).get("trackers", ["mlflow"])
+    return NAME in trackers
+
+
+def _client(run):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=run.state[NAME]["uri"])
+
+
+@hookimpl
+def on_run_start(run):
+    if not _active(run):
+        return
+    from mlflow.entities import Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri_for(run.config)
+    client = MlflowClient(tracking_uri=uri)
+    exp_name = (run.config.get("tracking") or {}).get("experiment", "relforge")
+    exp = client.get_experiment_by_name(exp_name)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(
+        exp_name, artifact_location=artifact_location_for(uri))
+    tags = {**{str(k): str(v) for k, v in ((run.config.get("tracking") or {}).get("tags") or {}).items()},
+            **run.tags}
+    parent = tags.pop("parent_run_id", None)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    tags.setdefault("mlflow.runName", run.name)
+    mlrun = client.create_run(exp_id, run_name=run.name, tags=tags)
+    run.state[NAME] = {"uri": uri, "run_id": mlrun.info.run_id, "experiment_id": exp_id}
+    params = [Param(k[:250], str(v)[:MAX_PARAM_VALUE]) for k, v in flatten(run.config).items()]
+    for i in range(0, len(params), 100):  # MLflow accepts at most 100 params per batch
+        client.log_batch(mlrun.info.run_id, params=params[i:i + 100])
+    client.log_batch(mlrun.info.run_id, tags=[RunTag("relforge.output_dir", str(run.output_dir))])
+    client.log_artifact(mlrun.info.run_id, str(run.output_dir / "config.yaml"))
+
+
+@hookimpl
+def on_metrics(run, metrics, step):
+    if NAME not in run.state:
+        return
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    ms = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items()]
+    for i in range(0, len(ms), 1000):
+        _client(run).log_batch(run.state[NAME]["run_id"], metrics=ms[i:i + 1000])
+
+
+@hookimpl
+def on_artifact(run, path, artifact_path):
+    if NAME not in run.state:
+        return
+    _client(run).log_artifact(run.state[NAME]["run_id"], str(path), artifact_path)
+
+
+@hookimpl
+def on_run_end(run, status, error):
+    if NAME not in run.state:
+        return
+    client = _client(run)
+    if error is not None:
+        client.set_tag(run.state[NAME]["run_id"], "relforge.error", f"{type(error).__name__}: {error}"[:5000])
+    client.set_terminated(run.state[NAME]["run_id"], status=status)
