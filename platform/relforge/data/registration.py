@@ -4,3 +4,7 @@ from __future__ import annotations
 
 def register_datasets(register) -> None:
     """Call ``register`` once per built-in dataset reader."""
+    from relforge.data.readers import READERS
+
+    for reader in READERS:
+        register(reader)
