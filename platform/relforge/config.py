@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -88,9 +88,17 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     mixed_precision: str = "no"
-    eval_every: str | int = "epoch"
+    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+    #: evaluate on dev every epoch, or every N optimizer steps
+    eval_every: Literal["epoch"] | int = "epoch"
+    #: write the resumable checkpoint every epoch, or every N optimizer steps
+    save_every: Literal["epoch"] | int = "epoch"
     early_stopping_patience: int | None = Field(None, gt=0)
+    #: the dev metric that selects the best checkpoint, and whether higher is better
     select_metric: str = "micro_f1"
+    select_mode: Literal["max", "min"] = "max"
+    #: log the running training loss every N optimizer steps
+    log_every: int = Field(10, gt=0)
     #: per-parameter-group learning rates: group name -> lr
     group_learning_rates: dict[str, float] = Field(default_factory=dict)
 

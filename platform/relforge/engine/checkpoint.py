@@ -1,0 +1,71 @@
+"""Atomic checkpoint folders.
+
+A checkpoint is written into a temporary sibling folder and then swapped in
+with renames, so an interruption at any moment leaves either the previous
+complete checkpoint or the new complete one, never a half-written folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+STATE_FILE = "trainer_state.json"
+
+
+def write_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_dir)`` and move ``tmp_dir`` to ``final``."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write(tmp)
+    return swap_in(tmp, final)
+
+
+def swap_in(tmp: Path, final: Path) -> Path:
+    """Replace ``final`` by the complete folder ``tmp`` with two renames."""
+    final = Path(final)
+    old = final.with_name(f".{final.name}.old")
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(final: Path) -> Path | None:
+    """The complete checkpoint at ``final``; if a crash happened between the
+    two renames, the previous one (``.old``) is still complete."""
+    final = Path(final)
+    for candidate in (final, final.with_name(f".{final.name}.old")):
+        if (candidate / STATE_FILE).exists():
+            return candidate
+    return None
+
+
+def read_state(folder: Path) -> dict:
+    return json.loads((Path(folder) / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def write_state(folder: Path, state: dict) -> None:
+    (Path(folder) / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

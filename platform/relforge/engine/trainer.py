@@ -1,0 +1,349 @@
+"""One training loop for CPU, one GPU or several processes (Accelerate).
+
+The loop is method-agnostic: a model is a ``torch.nn.Module`` whose
+``forward(batch)`` returns a dict with a scalar ``"loss"``; it may offer
+``parameter_groups() -> dict[name, list[Parameter]]`` so that methods can give
+their parts (retriever, prompts, backbone) their own learning rates through
+``train.group_learning_rates``.
+
+Determinism and resume: the order of examples in epoch ``e`` is a permutation
+seeded by ``seed + e``; the resumable checkpoint (``checkpoint/``) holds the
+model (safetensors), optimizer, scheduler, RNG states and the loop's position,
+so a resumed run continues from the saved step and reaches the same result as
+an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from relforge.config import TrainConfig
+from relforge.engine.checkpoint import find_checkpoint, read_state, swap_in, write_atomically, write_state
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation per epoch, seeded by ``seed + epoch``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@dataclass
+class TrainerState:
+    global_step: int = 0          # optimizer steps taken
+    epoch: int = 0                # current epoch (0-based)
+    batches_in_epoch: int = 0     # micro-batches of the current epoch already consumed
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0            # evaluations since the last improvement
+    history: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+
+
+@dataclass
+class TrainResult:
+    state: TrainerState
+    best_dir: Path | None
+    last_metrics: dict[str, float]
+    stopped_early: bool
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, train_data: Sequence[Any], collate_fn: Callable,
+                 settings: TrainConfig, output_dir: str | Path, *, seed: int = 42,
+                 evaluate_fn: Callable[[torch.nn.Module], Mapping[str, float]] | None = None,
+                 save_best_fn: Callable[[torch.nn.Module, Path], None] | None = None,
+                 run=None, accelerator=None, progress: bool = True,
+                 step_callback: Callable[[TrainerState], None] | None = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.settings = settings
+        self.output_dir = Path(output_dir)
+        self.seed = seed
+        self.run = run
+        self.evaluate_fn = evaluate_fn
+        self.save_best_fn = save_best_fn
+        self.step_callback = step_callback
+        self.progress = progress
+        mp = settings.mixed_precision
+        if mp != "no" and not torch.cuda.is_available():
+            mp = "no"  # bf16/fp16 autocast is a GPU feature here; CPU runs in full precision
+        # cpu=True where there is no GPU: Accelerate then runs several launched
+        # processes as MULTI_CPU (gloo) instead of as independent single processes
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=mp, gradient_accumulation_steps=settings.gradient_accumulation_steps,
+            cpu=not torch.cuda.is_available())
+        set_seed(seed)
+        self.sampler = EpochSeededSampler(len(train_data), seed)
+        # its own generator: creating an iterator draws a seed from it, which
+        # must not consume the global RNG (dropout) differently after a resume
+        loader = DataLoader(list(train_data), batch_size=settings.batch_size, sampler=self.sampler,
+                            collate_fn=collate_fn, drop_last=False,
+                            generator=torch.Generator().manual_seed(seed))
+        optimizer = torch.optim.AdamW(self._param_groups(model), lr=settings.learning_rate,
+                                      weight_decay=settings.weight_decay)
+        self.model, self.optimizer, self.loader = self.accelerator.prepare(model, optimizer, loader)
+        self.total_steps = self._total_steps()
+        self.scheduler = self.accelerator.prepare(self._scheduler(self.optimizer))
+        self.state = TrainerState()
+
+    # ---- set-up --------------------------------------------------------------
+
+    def _param_groups(self, model: torch.nn.Module) -> list[dict]:
+        groups_fn = getattr(model, "parameter_groups", None)
+        named = groups_fn() if callable(groups_fn) else {"default": list(model.parameters())}
+        lrs = self.settings.group_learning_rates
+        unknown = set(lrs) - set(named)
+        if unknown:
+            raise ValueError(f"train.group_learning_rates names unknown parameter groups {sorted(unknown)}; "
+                             f"this model has {sorted(named)}")
+        seen: set[int] = set()
+        groups = []
+        for name, params in named.items():
+            params = [p for p in params if p.requires_grad and id(p) not in seen]
+            seen.update(id(p) for p in params)
+            if params:
+                groups.append({"params": params, "lr": lrs.get(name, self.settings.learning_rate), "name": name})
+        return groups
+
+    def _total_steps(self) -> int:
+        per_epoch = math.ceil(len(self.loader) / self.settings.gradient_accumulation_steps)
+        total = math.ceil(per_epoch * self.settings.epochs)
+        return min(total, self.settings.max_steps) if self.settings.max_steps else total
+
+    def _scheduler(self, optimizer):
+        from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
+                                  get_linear_schedule_with_warmup)
+
+        warmup = int(self.settings.warmup_ratio * self.total_steps)
+        if self.settings.lr_schedule == "constant":
+            return get_constant_schedule_with_warmup(optimizer, warmup)
+        make = get_cosine_schedule_with_warmup if self.settings.lr_schedule == "cosine" \
+            else get_linear_schedule_with_warmup
+        return make(optimizer, warmup, max(self.total_steps, 1))
+
+    # ---- checkpoints -------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoint"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.output_dir / "best"
+
+    def save_checkpoint(self) -> None:
+        """Write the resumable state into a temporary folder on every process
+        (Accelerate writes the model and optimizer on the main process and each
+        process's RNG state), then swap it in atomically on the main process."""
+        acc = self.accelerator
+        tmp = self.checkpoint_dir.with_name(f".{self.checkpoint_dir.name}.tmp")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            write_state(tmp, asdict(self.state))
+            swap_in(tmp, self.checkpoint_dir)
+        acc.wait_for_everyone()
+
+    def load_checkpoint(self) -> bool:
+        folder = find_checkpoint(self.checkpoint_dir)
+        if folder is None:
+            return False
+        self.accelerator.load_state(str(folder))
+        data = read_state(folder)
+        self.state = TrainerState(**data)
+        return True
+
+    # ---- the loop --------------------------------------------------------
+
+    def train(self, resume: bool = True) -> TrainResult:
+        acc = self.accelerator
+        s = self.settings
+        if resume and self.load_checkpoint():
+            acc.print(f"resuming from {self.checkpoint_dir} at step {self.state.global_step} "
+                      f"(epoch {self.state.epoch}, batch {self.state.batches_in_epoch})")
+        if self.state.finished:
+            return TrainResult(self.state, self.best_dir if self.best_dir.exists() else None, {}, False)
+        num_epochs = math.ceil(s.epochs)
+        self._last_eval: dict[str, float] = {}
+        self._last_eval_step: int | None = None
+        stop = False
+        running: list[float] = []
+        t0, step0 = time.perf_counter(), self.state.global_step
+        bar = _Progress(self.total_steps, enabled=self.progress and acc.is_local_main_process)
+        bar.advance(self.state.global_step)
+        while self.state.epoch < num_epochs and not self._done():
+            loader = self.loader
+            if self.state.batches_in_epoch:
+                loader = acc.skip_first_batches(self.loader, self.state.batches_in_epoch)
+            # Accelerate's loaders re-set the sampler's epoch from their own
+            # iteration counter when iterated; give them the real epoch
+            for dl in (self.loader, loader):
+                if hasattr(dl, "set_epoch"):
+                    dl.set_epoch(self.state.epoch)
+            self.sampler.set_epoch(self.state.epoch)
+            self.model.train()
+            for batch in loader:
+                loss = self._step(batch)
+                self.state.batches_in_epoch += 1
+                running.append(loss)
+                if not acc.sync_gradients:
+                    continue
+                self.state.global_step += 1
+                speed = (self.state.global_step - step0) / max(time.perf_counter() - t0, 1e-9)
+                bar.advance(1, loss=sum(running[-20:]) / len(running[-20:]), speed=speed)
+                if self.state.global_step % s.log_every == 0:
+                    self._log({"train/loss": sum(running[-s.log_every * s.gradient_accumulation_steps:])
+                               / len(running[-s.log_every * s.gradient_accumulation_steps:]),
+                               "train/lr": self.scheduler.get_last_lr()[0]})
+                if self.step_callback is not None:
+                    self.step_callback(self.state)
+                if isinstance(s.eval_every, int) and self.state.global_step % s.eval_every == 0:
+                    self._evaluate()
+                    stop = self._should_stop()
+                if isinstance(s.save_every, int) and self.state.global_step % s.save_every == 0:
+                    self.save_checkpoint()
+                if stop or self._done():
+                    break
+            if self.state.batches_in_epoch >= len(self.loader):
+                self.state.epoch += 1
+                self.state.batches_in_epoch = 0
+                acc.print(f"epoch {self.state.epoch}/{num_epochs}: step {self.state.global_step}/"
+                          f"{self.total_steps}, loss {sum(running[-50:]) / max(len(running[-50:]), 1):.4f}, "
+                          f"{(self.state.global_step - step0) / max(time.perf_counter() - t0, 1e-9):.2f} steps/s")
+                if s.eval_every == "epoch":
+                    self._evaluate()
+                    stop = self._should_stop()
+                if s.save_every == "epoch":
+                    self.save_checkpoint()
+            if stop:
+                break
+        if self.evaluate_fn is not None and self._last_eval_step != self.state.global_step:
+            self._evaluate()
+        self.state.finished = True
+        self.save_checkpoint()
+        bar.close()
+        best = self.best_dir if self.best_dir.exists() else None
+        if best is None and self.save_best_fn is not None:
+            if acc.is_main_process:  # no dev evaluation: keep the final model
+                write_atomically(self.best_dir, lambda d: self.save_best_fn(acc.unwrap_model(self.model), d))
+            best = self.best_dir
+        acc.wait_for_everyone()
+        return TrainResult(self.state, best, dict(self._last_eval), stop)
+
+    def _step(self, batch: Any) -> float:
+        acc = self.accelerator
+        with acc.accumulate(self.model):
+            loss = self.model(batch)["loss"]
+            finite = torch.isfinite(loss.detach()).float().reshape(1)
+            if acc.gather(finite).min() < 1:
+                raise NonFiniteLossError(
+                    f"the training loss became {float(loss.detach())} at step {self.state.global_step} "
+                    f"(epoch {self.state.epoch}); stopping. The last good checkpoint is "
+                    f"{find_checkpoint(self.checkpoint_dir) or '(none saved yet)'}. "
+                    f"Try a lower learning rate, gradient clipping or full precision.")
+            acc.backward(loss)
+            if acc.sync_gradients and self.settings.max_grad_norm:
+                acc.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        return float(loss.detach())
+
+    def _log(self, metrics: Mapping[str, float]) -> None:
+        if self.run is not None and self.accelerator.is_main_process:
+            self.run.log_metrics(metrics, self.state.global_step)
+
+    def _done(self) -> bool:
+        return self.state.global_step >= self.total_steps
+
+    def _evaluate(self) -> dict[str, float]:
+        if self.evaluate_fn is None:
+            return {}
+        acc = self.accelerator
+        from accelerate.utils import broadcast_object_list
+
+        holder: list[Any] = [None]
+        if acc.is_main_process:
+            self.model.eval()
+            with torch.no_grad():
+                holder[0] = {k: float(v) for k, v in self.evaluate_fn(acc.unwrap_model(self.model)).items()}
+            self.model.train()
+        if acc.num_processes > 1:
+            broadcast_object_list(holder)
+        metrics = holder[0]
+        step = self.state.global_step
+        self._last_eval, self._last_eval_step = metrics, step
+        self.state.history.append({"step": step, "epoch": self.state.epoch, **metrics})
+        self._log({f"dev/{k}": v for k, v in metrics.items()})
+        key = self.settings.select_metric
+        if key not in metrics:
+            raise KeyError(f"train.select_metric {key!r} is not among the dev metrics {sorted(metrics)}")
+        value = metrics[key]
+        better = self.state.best_metric is None or (
+            value > self.state.best_metric if self.settings.select_mode == "max" else value < self.state.best_metric)
+        if better:
+            self.state.best_metric, self.state.best_step, self.state.bad_evals = value, step, 0
+            if self.save_best_fn is not None and acc.is_main_process:
+                write_atomically(self.best_dir, lambda d: self.save_best_fn(acc.unwrap_model(self.model), d))
+            acc.wait_for_everyone()
+        else:
+            self.state.bad_evals += 1
+        return metrics
+
+    def _should_stop(self) -> bool:
+        p = self.settings.early_stopping_patience
+        return p is not None and self.state.bad_evals >= p
+
+
+class _Progress:
+    """A rich progress bar with the running loss and speed, on the main process."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("loss {task.fields[loss]:.4f}"),
+                              TextColumn("{task.fields[speed]:.2f} steps/s"),
+                              TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+            self.task = self.p.add_task("train", total=total, loss=float("nan"), speed=0.0)
+            self.p.start()
+
+    def advance(self, n: int, **fields: float) -> None:
+        if self.enabled:
+            self.p.update(self.task, advance=n, **fields)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.p.stop()

@@ -1,0 +1,134 @@
+"""The Accelerate training loop: learning, resume, non-finite loss, selection."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from relforge.config import TrainConfig
+from relforge.engine.trainer import NonFiniteLossError, Trainer
+
+from tests.engine.tiny import TinyRegressor, collate, dev_loss, make_data
+
+
+def settings(**kw):
+    base = dict(epochs=3, batch_size=8, learning_rate=0.05, log_every=2, eval_every="epoch",
+                select_metric="mse", select_mode="min")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_falls_and_best_is_selected(tmp_path):
+    model = TinyRegressor()
+    before = dev_loss(model)["mse"]
+    saved = []
+    trainer = Trainer(model, make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss, progress=False,
+                      save_best_fn=lambda m, d: (saved.append(d.name), torch.save(m.state_dict(), d / "w.pt")))
+    result = trainer.train()
+    assert result.state.global_step == 24 and result.state.epoch == 3
+    assert result.last_metrics["mse"] < before / 2
+    assert result.state.best_metric == min(h["mse"] for h in result.state.history)
+    assert (tmp_path / "best" / "w.pt").exists()
+    assert (tmp_path / "checkpoint" / "model.safetensors").exists()
+    state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())
+    assert state["finished"] and state["global_step"] == 24
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    cfg = settings(save_every=5, eval_every=7)
+    full = Trainer(TinyRegressor(), make_data(), collate, cfg, tmp_path / "a", evaluate_fn=dev_loss,
+                   progress=False)
+    full.train()
+
+    def stop_at_13(state):
+        if state.global_step == 13:
+            raise Interrupt
+
+    first = Trainer(TinyRegressor(), make_data(), collate, cfg, tmp_path / "b", evaluate_fn=dev_loss,
+                    progress=False, step_callback=stop_at_13)
+    with pytest.raises(Interrupt):
+        first.train()
+    saved = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
+    assert saved["global_step"] == 10 and saved["batches_in_epoch"] == 2  # 8 batches per epoch
+    second = Trainer(TinyRegressor(), make_data(), collate, cfg, tmp_path / "b", evaluate_fn=dev_loss,
+                     progress=False)
+    result = second.train()
+    assert result.state.global_step == 24
+    a = load_file(tmp_path / "a" / "checkpoint" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "checkpoint" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert [h["mse"] for h in full.state.history] == [h["mse"] for h in result.state.history]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    class Exploding(TinyRegressor):
+        def forward(self, batch):
+            out = super().forward(batch)
+            if self.training and self.calls == 11:
+                out["loss"] = out["loss"] * float("nan")
+            self.calls += 1
+            return out
+
+    model = Exploding()
+    model.calls = 0
+    trainer = Trainer(model, make_data(), collate, settings(save_every=4), tmp_path, progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 11 .*last good checkpoint is .*checkpoint"):
+        trainer.train()
+    state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())
+    assert state["global_step"] == 8
+    weights = load_file(tmp_path / "checkpoint" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_early_stopping_and_group_learning_rates(tmp_path):
+    calls = []
+
+    def flat_metric(model):
+        calls.append(1)
+        return {"mse": 1.0}  # never improves after the first evaluation
+
+    trainer = Trainer(TinyRegressor(), make_data(), collate,
+                      settings(epochs=10, early_stopping_patience=2, group_learning_rates={"head": 0.5}),
+                      tmp_path, evaluate_fn=flat_metric, progress=False)
+    lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert lrs == {"body": 0.05, "head": 0.5}
+    result = trainer.train()
+    assert result.stopped_early and len(calls) == 3 and result.state.epoch == 3
+    with pytest.raises(ValueError, match="unknown parameter groups"):
+        Trainer(TinyRegressor(), make_data(), collate, settings(group_learning_rates={"retriever": 1.0}),
+                tmp_path / "x", progress=False)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    trainer = Trainer(TinyRegressor(), make_data(), collate, settings(epochs=1, gradient_accumulation_steps=4),
+                      tmp_path, progress=False)
+    assert trainer.train().state.global_step == 2
+
+
+def test_two_process_cpu_training_completes(tmp_path):
+    """Two processes on CPU (gloo). Accelerate 1.x's `launch --cpu --num_processes 2`
+    starts a single process unless an MPI hostfile is given; its torchrun-based
+    launcher (`--multi_gpu`) starts two, and the Trainer's Accelerator(cpu=True)
+    joins them as MULTI_CPU."""
+    script = Path(__file__).with_name("two_process_job.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
+                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                          str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["num_processes"] == 2
+    assert report["global_step"] == 8  # 64 examples / (8 per process x 2 processes) x 2 epochs
+    assert report["final_mse"] < report["initial_mse"]
