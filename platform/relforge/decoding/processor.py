@@ -33,15 +33,20 @@ class TrieLogitsProcessor(LogitsProcessor):
     ``label_mask`` (batch, labels) bool restricts each example to a subset of
     the Trie's labels (entity-type constraints); ``num_beams`` rows belong to
     each example. ``backend`` is the masking backend (auto, torch, cupy).
+    ``inplace=False`` masks a copy: ``generate`` hands greedy search's raw
+    logits to the processors and also returns that very tensor with
+    ``output_logits=True``, so masking in place would alter those.
     """
 
     def __init__(self, trie: LabelTrie, num_beams: int = 1, label_mask: torch.Tensor | None = None,
-                 backend: Backend = "auto", prompt_len: int | None = None) -> None:
+                 backend: Backend = "auto", prompt_len: int | None = None,
+                 inplace: bool = True) -> None:
         self.trie = trie
         self.num_beams = num_beams
         self.label_mask = label_mask
         self.backend = backend
         self.prompt_len = prompt_len
+        self.inplace = inplace
         self._label_cum: torch.Tensor | None = None
         self.reset()
 
@@ -85,5 +90,7 @@ class TrieLogitsProcessor(LogitsProcessor):
             if self._label_cum is None or self._label_cum.device != scores.device:
                 self._label_cum = LabelTrie.label_cumsum(self.label_mask.to(scores.device))
             label_cum = self._label_cum
+        if not self.inplace:
+            scores = scores.clone()
         return apply_mask_(scores, self.trie, states, label_cum=label_cum,
                            rows_per_example=self.num_beams, backend=self.backend)

@@ -1,0 +1,28 @@
+import torch
+
+from relforge.models.backbone import load_seq2seq
+
+
+def test_minilm_loads_offline_as_an_encoder_decoder_with_special_tokens():
+    model, tok = load_seq2seq("minilm", special_tokens=["<e1>", "</e1>"])
+    assert type(model).__name__ == "EncoderDecoderModel"
+    assert model.config.decoder_start_token_id == tok.cls_token_id
+    assert model.generation_config.eos_token_id == tok.sep_token_id
+    n = len(tok)
+    assert model.encoder.get_input_embeddings().weight.shape[0] == n
+    assert model.decoder.get_output_embeddings().weight.shape[0] == n
+    ids = tok("<e1> Bill </e1>", add_special_tokens=False).input_ids
+    assert tok.convert_tokens_to_ids("<e1>") in ids and tok.convert_tokens_to_ids("</e1>") in ids
+
+
+def test_local_path_loads_with_auto_classes(tiny_t5, tmp_path):
+    model, tok = tiny_t5
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, ltok = load_seq2seq(str(tmp_path), special_tokens=["<subj>"])
+    assert type(loaded).__name__ == "T5ForConditionalGeneration"
+    assert loaded.get_input_embeddings().weight.shape[0] >= len(ltok)
+    assert ltok.convert_tokens_to_ids("<subj>") == len(ltok) - 1
+    with torch.no_grad():
+        out = loaded(input_ids=torch.tensor([[5, 1]]), decoder_input_ids=torch.tensor([[0]]))
+    assert out.logits.shape[-1] == loaded.config.vocab_size

@@ -1,0 +1,77 @@
+"""Exact and SuRE-style batched scoring against one-candidate-at-a-time references."""
+import math
+
+import torch
+
+from relforge.decoding.scoring import decoder_start_id, encode, score_trie
+from relforge.decoding.trie import LabelTrie
+
+from .conftest import RELATIONS, SOURCES
+
+
+def one_at_a_time(model, tok, trie, src_idx, enc):
+    """label -> summed token log-probs, teacher forcing that label alone."""
+    start = decoder_start_id(model)
+    out = {}
+    with torch.no_grad():
+        for lab, seq in trie.sequences.items():
+            dec = torch.tensor([[start, *seq[:-1]]])
+            logits = model(input_ids=enc.input_ids[src_idx:src_idx + 1],
+                           attention_mask=enc.attention_mask[src_idx:src_idx + 1], decoder_input_ids=dec).logits
+            lp = torch.log_softmax(logits[0].float(), -1)
+            out[lab] = float(lp[torch.arange(len(seq)), torch.tensor(seq)].sum())
+    return out
+
+
+def sure_reference(model, tok, trie, src_idx, enc, allowed):
+    """SuRE-style: walk each allowed label's path and renormalise the next-token
+    probability over the allowed children of every node, one node at a time."""
+    start = decoder_start_id(model)
+    out = {}
+    with torch.no_grad():
+        for lab in allowed:
+            seq, total = trie.sequences[lab], 0.0
+            for j in range(len(seq)):
+                kids = sorted({trie.sequences[o][j] for o in allowed
+                               if len(trie.sequences[o]) > j and trie.sequences[o][:j] == seq[:j]})
+                if len(kids) == 1:
+                    continue
+                dec = torch.tensor([[start, *seq[:j]]])
+                logits = model(input_ids=enc.input_ids[src_idx:src_idx + 1],
+                               attention_mask=enc.attention_mask[src_idx:src_idx + 1], decoder_input_ids=dec).logits
+                lp = torch.log_softmax(logits[0, -1].float(), -1)
+                total += float(lp[seq[j]] - torch.logsumexp(lp[kids], 0))
+            out[lab] = total
+    return out
+
+
+def test_exact_and_sure_scores_equal_per_candidate_references(seq2seq):
+    model, tok = seq2seq
+    trie = LabelTrie.from_texts(tok, {r: r for r in RELATIONS})
+    subsets = [None, ["founder", "founder of", "founded by", "spouse"], ["no relation"], None]
+    enc = tok(SOURCES, return_tensors="pt", padding=True)
+    lmask = trie.label_mask(subsets)
+    # a small max_rows forces several chunks of examples
+    scores = score_trie(model, trie, encode(model, enc.input_ids, enc.attention_mask), enc.attention_mask,
+                        lmask, max_rows=20)
+    for i, sub in enumerate(subsets):
+        allowed = RELATIONS if sub is None else sub
+        ref = one_at_a_time(model, tok, trie, i, enc)
+        sure = sure_reference(model, tok, trie, i, enc, allowed)
+        for j, lab in enumerate(trie.labels):
+            if lab in allowed:
+                assert math.isclose(float(scores.total[i, j]), ref[lab], rel_tol=1e-4, abs_tol=1e-3)
+                assert math.isclose(float(scores.branch[i, j]), sure[lab], rel_tol=1e-4, abs_tol=1e-3)
+            else:
+                assert scores.total[i, j] == float("-inf") and scores.branch[i, j] == float("-inf")
+    assert float(scores.branch[2, trie.label_index["no relation"]]) == 0.0  # a single candidate: certain
+
+
+def test_sure_probabilities_sum_to_one_over_the_permitted_labels(tiny_t5):
+    model, tok = tiny_t5
+    trie = LabelTrie.from_texts(tok, {r: r for r in RELATIONS})
+    enc = tok(SOURCES[:2], return_tensors="pt", padding=True)
+    lmask = trie.label_mask([None, ["founder", "founder of", "member of"]])
+    s = score_trie(model, trie, encode(model, enc.input_ids, enc.attention_mask), enc.attention_mask, lmask)
+    assert torch.allclose(s.branch.exp().sum(1), torch.ones(2), atol=1e-5)
+    assert bool((s.total.exp().sum(1) < 1).all())
