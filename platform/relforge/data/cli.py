@@ -1,13 +1,86 @@
 """``relforge data ...`` commands."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
 data_app = typer.Typer(help="Inspect data sets.", no_args_is_help=True)
 
+DataDirOption = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="Folder holding the data sets (default: $RELFORGE_DATA_DIR).")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    raise typer.Exit(code)
+
+
+def _settings(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            _fail(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
 
 @data_app.command("stats")
-def stats(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+def stats(
+    name: Annotated[str, typer.Argument(help="Dataset name (see `relforge plugins`).")],
+    data_dir: DataDirOption = None,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="Only these splits (repeatable).")] = None,
+    setting: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="A dataset setting, key=value (repeatable), e.g. --set na_pairs=true.")] = None,
+    top: Annotated[int, typer.Option(help="Labels shown per split (0: all).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
     """Counts per split, label distribution, multi-relation pairs, length percentiles."""
-    typer.echo("error: `relforge data stats` is not implemented yet (the data layer is issue #3)", err=True)
-    raise typer.Exit(2)
+    from rich.console import Console
+    from rich.table import Table
+
+    from relforge.config import ConfigError
+    from relforge.data.errors import DataError
+    from relforge.data.paths import resolve_data_dir
+    from relforge.data.stats import dataset_stats
+    from relforge.registry import RegistryError, get_registry
+
+    try:
+        dataset = get_registry().create("dataset", name, _settings(setting or []))
+        root = resolve_data_dir(data_dir, required=False)
+        result = dataset_stats(dataset, root, split or None)
+    except (RegistryError, ConfigError, DataError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    console.print(f"[bold]{result['dataset']}[/]", highlight=False)
+    overview = Table("split", "records", "examples", "skipped", "no relation", "multi-relation pairs",
+                     "tokens p50/p90/p99/max")
+    for s, st in result["splits"].items():
+        lt = st["length_tokens"]
+        overview.add_row(s, str(st.get("records", "")), str(st["examples"]),
+                         str(sum(st.get("skipped", {}).values())), str(st["no_relation"]),
+                         str(st["multi_relation_pairs"]),
+                         f"{lt['p50']:.0f}/{lt['p90']:.0f}/{lt['p99']:.0f}/{lt['p100']:.0f}")
+    console.print(overview)
+    for s, st in result["splits"].items():
+        for reason, n in st.get("skipped", {}).items():
+            console.print(f"[yellow]{s}: skipped {n} record(s): {reason}[/]", highlight=False)
+        for note in st.get("notes", []):
+            console.print(f"{s}: {note}", highlight=False)
+        table = Table("label", "count", "share", title=f"labels in {s}")
+        labels = list(st["labels"].items())
+        for lab, n in labels[:top] if top else labels:
+            table.add_row(lab, str(n), f"{n / max(st['examples'], 1):.1%}")
+        console.print(table)
+    for s, why in result["missing"].items():
+        console.print(f"[dim]{s}: not available ({why.splitlines()[0]})[/]", highlight=False)

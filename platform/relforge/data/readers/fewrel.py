@@ -62,13 +62,30 @@ class FewRelDataset(FileDataset):
         return out
 
     def relation_labels(self, data_dir: Path | None) -> list[str]:
-        labels = set(FEWREL_VAL_PIDS)
+        """The val_wiki relations, then those of train_wiki and of the Wiki80
+        meta-training set (when their files are present)."""
+        labels = dict.fromkeys(FEWREL_VAL_PIDS)
         for split in ("val_wiki", "train_wiki"):
             if self.split_available(split, data_dir):
                 data = load_json(self.file(split, data_dir))
                 if isinstance(data, dict):
-                    labels |= set(data)
-        return sorted(labels)
+                    labels.update(dict.fromkeys(data))
+        wiki_rel2id = self._wiki80_root(data_dir) / "rel2id.json"
+        if wiki_rel2id.is_file() and (self.root(data_dir) / "pid2name.json").is_file():
+            name_to_pid = self._name_to_pid(data_dir)
+            rel2id = load_json(wiki_rel2id)
+            if isinstance(rel2id, dict):
+                labels.update(dict.fromkeys(name_to_pid[n] for n in rel2id if n in name_to_pid))
+        return list(labels)
+
+    def _wiki80_root(self, data_dir: Path | None) -> Path:
+        return dataset_root(data_dir, "wiki80", self.settings.wiki80_path, "wiki80")
+
+    def _name_to_pid(self, data_dir: Path | None) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for pid, name in self.pid2name(data_dir).items():
+            out.setdefault(name, pid)
+        return out
 
     def label_names(self, data_dir: Path | None) -> dict[str, str]:
         names = self.pid2name(data_dir)
@@ -128,11 +145,8 @@ class FewRelDataset(FileDataset):
         from relforge.data.readers.wiki80 import Wiki80Dataset, read_tacred_style_list
 
         names = self.pid2name(data_dir)
-        name_to_pid = {}
-        for pid, name in names.items():
-            name_to_pid.setdefault(name, pid)
-        wiki = Wiki80Dataset(Wiki80Dataset.Settings(path=str(dataset_root(data_dir, "wiki80", self.settings.wiki80_path,
-                                                                          "wiki80"))))
+        name_to_pid = self._name_to_pid(data_dir)
+        wiki = Wiki80Dataset(Wiki80Dataset.Settings(path=str(self._wiki80_root(data_dir))))
         val_names = {names.get(p) for p in FEWREL_VAL_PIDS}
         out, seen = [], set()
         for fname in self.settings.wiki80_files:

@@ -1,0 +1,211 @@
+"""The one entry point the training engine calls: :func:`load_data`.
+
+It builds the configured dataset reader, resolves the data directory, reads
+the train/dev/test splits named in the config, applies ``data.sampling``
+(K-shot, ratio, episodes) and returns the splits with the label space, the
+verbalizer and the metric::
+
+    data = load_data(run_config.data)          # a relforge.config.DataConfig
+    data.splits["train"], data.splits["dev"], data.splits["test"]
+    data.labels, data.verbalizer, data.metric
+    data.evaluate("test", predictions)         # flat dict of floats
+
+``data.sampling`` (validated here; an unknown key is an error):
+
+* ``{kind: kshot, k: 16, seed: 13}``: GenPT's K-shot protocol: K train and K
+  dev examples per label from the training split (the data set's published
+  K-shot files when it ships them and ``use_published`` is true).
+* ``{kind: ratio, ratio: 0.01, seed: 42, stratified: false}``: a seeded
+  sample of the training split; dev as below.
+* ``{kind: episodes, n: 5, k: 1, q: 1, num_episodes: 1000, seed: 42}``:
+  N-way K-shot episodes over the dev/test splits (FewRel protocol), in
+  ``data.episodes``; the train split is returned whole (meta-training).
+* ``dev_ratio`` (0.1) and ``dev_seed`` (the sampling seed, else 42): how
+  a dev split is carved from train when the data set has no dev split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from relforge.data.errors import DataError, ReadReport
+from relforge.data.example import Example
+from relforge.data.metrics import evaluate as _evaluate
+from relforge.data.paths import resolve_data_dir
+from relforge.data.splits import Episode, carve_dev, kshot_split, ratio_sample, sample_episodes
+from relforge.data.verbalizers import Verbalizer, build_verbalizer
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: fraction of train carved off as dev when the data set has no dev split
+    dev_ratio: float = Field(0.1, gt=0, lt=1)
+    dev_seed: int | None = None
+
+
+class NoSampling(_Sampling):
+    kind: Literal["none"] = "none"
+
+
+class KShotSampling(_Sampling):
+    kind: Literal["kshot"]
+    k: int = Field(gt=0)
+    seed: int
+    #: use the data set's published K-shot files for (k, seed) when present
+    use_published: bool = True
+
+
+class RatioSampling(_Sampling):
+    kind: Literal["ratio"]
+    ratio: float = Field(gt=0, le=1)
+    seed: int
+    stratified: bool = False
+
+
+class EpisodeSampling(_Sampling):
+    kind: Literal["episodes"]
+    n: int = Field(5, gt=0)
+    k: int = Field(1, gt=0)
+    q: int = Field(1, gt=0)
+    num_episodes: int = Field(1000, gt=0)
+    seed: int = 42
+
+
+SamplingConfig = Annotated[Union[NoSampling, KShotSampling, RatioSampling, EpisodeSampling],
+                           Field(discriminator="kind")]
+_ADAPTER: TypeAdapter = TypeAdapter(SamplingConfig)
+
+
+def parse_sampling(sampling: dict[str, Any] | None) -> _Sampling:
+    """Validate ``data.sampling``; errors name the key path."""
+    data = dict(sampling or {})
+    data.setdefault("kind", "none")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"][1:] if not str(p).startswith("function"))
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"data.sampling{'.' + loc if loc else ''}: {msg}")
+        raise DataError("invalid data.sampling:\n  " + "\n  ".join(lines)) from None
+
+
+@dataclass
+class LoadedData:
+    """What a run needs from the data layer."""
+
+    dataset: Any
+    #: role ("train", "dev", "test") -> examples; only the roles configured
+    splits: dict[str, list[Example]]
+    #: the label space, the no-relation label first where there is one
+    labels: list[str]
+    no_relation: str | None
+    verbalizer: Verbalizer
+    #: the metric name (relforge.data.metrics.METRICS)
+    metric: str
+    sampling: _Sampling
+    #: role -> evaluation episodes (episode sampling only)
+    episodes: dict[str, list[Episode]] = field(default_factory=dict)
+    #: role -> how it was read (records, skipped records and why, files)
+    reports: dict[str, ReadReport] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def evaluate(self, role: str, predictions: list[Any]) -> dict[str, float]:
+        """Score predictions aligned with ``splits[role]`` by the data set's metric."""
+        metric = "micro_f1" if self.metric == "episode_accuracy" else self.metric
+        return _evaluate(metric, self.splits[role], predictions, self.no_relation)
+
+    def train_episodes(self, num_episodes: int, seed: int) -> list[Episode]:
+        """Meta-training episodes from the train split, with the configured N, K, Q."""
+        s = self.sampling
+        if not isinstance(s, EpisodeSampling):
+            raise DataError("train_episodes needs data.sampling.kind = episodes")
+        return sample_episodes(self.splits["train"], s.n, s.k, s.q, num_episodes, seed)
+
+
+def _read(dataset: Any, split: str, data_dir: Path | None, reports: dict, role: str) -> list[Example]:
+    examples = dataset.read(split, data_dir)
+    rep = getattr(dataset, "reports", {}).get(getattr(dataset, "canonical_split", lambda s: s)(split))
+    if rep is not None:
+        reports[role] = rep
+    return examples
+
+
+def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | None = None) -> LoadedData:
+    """Read and sample the data a run's ``data`` section describes.
+
+    ``data_config``: a :class:`relforge.config.DataConfig` (or a dict of
+    one); ``data_dir`` overrides ``data_config.data_dir`` (a CLI option).
+    """
+    from relforge.config import DataConfig
+    from relforge.registry import get_registry
+
+    if isinstance(data_config, dict):
+        data_config = DataConfig.model_validate(data_config)
+    if data_config.dataset is None:
+        raise DataError("data.dataset is not set: name a dataset (see `relforge plugins`)")
+    registry = registry or get_registry()
+    dataset = registry.create("dataset", data_config.dataset.name, data_config.dataset.settings)
+    root = resolve_data_dir(data_dir if data_dir is not None else data_config.data_dir, required=False)
+    sampling = parse_sampling(data_config.sampling)
+    dev_seed = sampling.dev_seed if sampling.dev_seed is not None else getattr(sampling, "seed", 42)
+    has_split = getattr(dataset, "has_split", lambda s: s in dataset.splits())
+    splits: dict[str, list[Example]] = {}
+    reports: dict[str, ReadReport] = {}
+    notes: list[str] = []
+    tr, dv, te = data_config.train_split, data_config.dev_split, data_config.test_split
+
+    train_full: list[Example] | None = None
+    if tr is not None:
+        if isinstance(sampling, KShotSampling):
+            published = dataset.predefined_kshot(sampling.k, sampling.seed, root) \
+                if sampling.use_published and hasattr(dataset, "predefined_kshot") else None
+            if published is not None:
+                splits["train"], splits["dev"] = published
+                notes.append(f"published {sampling.k}-shot split for seed {sampling.seed}")
+            else:
+                train_full = _read(dataset, tr, root, reports, "train")
+                splits["train"], splits["dev"] = kshot_split(train_full, sampling.k, sampling.seed)
+                notes.append(f"{sampling.k}-shot split of {tr!r} sampled with seed {sampling.seed} (GenPT protocol)")
+        else:
+            train_full = _read(dataset, tr, root, reports, "train")
+            splits["train"] = train_full
+    if dv is not None and "dev" not in splits:
+        if has_split(dv):
+            splits["dev"] = _read(dataset, dv, root, reports, "dev")
+        elif train_full is not None:
+            splits["train"], splits["dev"] = carve_dev(train_full, sampling.dev_ratio, dev_seed)
+            notes.append(f"dataset has no {dv!r} split: dev carved from {tr!r} "
+                         f"({sampling.dev_ratio:.0%} per label, seed {dev_seed})")
+        else:
+            raise DataError(f"dataset {dataset.name!r} has no split {dv!r} and no train split to carve it from")
+    if isinstance(sampling, RatioSampling) and "train" in splits:
+        splits["train"] = ratio_sample(splits["train"], sampling.ratio, sampling.seed,
+                                       stratified=sampling.stratified)
+        notes.append(f"{sampling.ratio:.0%} of train sampled with seed {sampling.seed}")
+    if te is not None:
+        splits["test"] = _read(dataset, te, root, reports, "test")
+
+    episodes: dict[str, list[Episode]] = {}
+    metric = getattr(dataset, "metric", "micro_f1")
+    if isinstance(sampling, EpisodeSampling):
+        metric = "episode_accuracy"
+        for role in ("dev", "test"):
+            if role in splits:
+                episodes[role] = sample_episodes(splits[role], sampling.n, sampling.k, sampling.q,
+                                                 sampling.num_episodes, sampling.seed)
+    labels = list(dataset.labels(root))
+    verbalizer = build_verbalizer(dataset, labels, data_config.verbalizer, root)
+    return LoadedData(dataset=dataset, splits=splits, labels=labels, no_relation=dataset.no_relation,
+                      verbalizer=verbalizer, metric=metric, sampling=sampling, episodes=episodes,
+                      reports=reports, notes=notes)
+
+
+def load_splits(data_config: Any, registry: Any = None, *, data_dir: str | Path | None = None) \
+        -> dict[str, list[Example]]:
+    """Only the splits of :func:`load_data`: role -> examples."""
+    return load_data(data_config, registry, data_dir=data_dir).splits
