@@ -51,7 +51,9 @@ def plugins(
         status = f"[red]failed: {p['error']}[/]" if p["error"] else "[green]ok[/]"
         console.print(f"[bold]{p['name']}[/] {p['version'] or '?'}  ({p['source']})  {status}", highlight=False)
         if not p["components"]:
-            console.print("    (no components)")
+            lifecycle = [h for h in p.get("hooks", []) if h.startswith("on_")]
+            console.print(f"    lifecycle hooks: {', '.join(lifecycle)}" if lifecycle else "    (no components)",
+                          highlight=False)
         for kind, comps in p["components"].items():
             table = Table(show_header=False, box=None, padding=(0, 1))
             for c in comps:

@@ -45,6 +45,7 @@ class PluginInfo:
     module: str | None
     error: str | None = None
     components: dict[ComponentKind, list[str]] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -154,7 +155,8 @@ class Registry:
         except ValueError as exc:
             self._fail(name, str(exc), source=source, module=modname, version=version)
             return False
-        info = PluginInfo(name=name, version=version, source=source, module=modname)
+        info = PluginInfo(name=name, version=version, source=source, module=modname,
+                          hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
         self.plugins[name] = info
         self._collect(name, plugin)
         return True
@@ -213,7 +215,7 @@ class Registry:
             if not name:
                 raise RegistryError(f"{kind.value} {component.__qualname__} has no name; set the class "
                                     f"attribute `name` or pass register(..., name=...)")
-            description = description or (inspect.getdoc(component) or "").split("\n")[0]
+            description = description or " ".join((inspect.getdoc(component) or "").split("\n\n")[0].split())
         if "." in name:
             raise RegistryError(f"{kind.value} name {name!r} must not contain '.'; the registry adds "
                                 f"the plugin prefix itself")
@@ -315,7 +317,7 @@ class Registry:
                         {"name": c.full_name, "short": self.short_name(c), "aliases": list(c.aliases),
                          "description": c.description} for c in infos]
             out["plugins"].append({"name": p.name, "version": p.version, "source": p.source,
-                                   "module": p.module, "error": p.error, "components": comps})
+                                   "module": p.module, "error": p.error, "hooks": p.hooks, "components": comps})
         return out
 
 
