@@ -110,7 +110,7 @@ class SemEvalDataset(FileDataset):
             if len(quoted) >= 2 and quoted[0] == '"' and quoted[-1] == '"':
                 quoted = quoted[1:-1]
             label_line = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            if not label_line or _SENTENCE.match(label_line):
+            if not label_line or _SENTENCE.match(label_line) or label_line.startswith("Comment"):
                 raise DataFormatError(path, "the label line after the sentence is missing", record=where,
                                       field="relation")
             label = self._check_label(label_line, known, path, f"line {i + 2} (id {sid})", "relation")
