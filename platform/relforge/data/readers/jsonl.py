@@ -16,7 +16,7 @@ Optional: ``id``, ``doc_id``, ``sent_id``, ``meta``; entity ``type`` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from relforge.data.errors import DataFormatError, ReadReport
 from relforge.data.example import Entity, Example
@@ -187,12 +187,19 @@ class JsonlDataset(FileDataset):
         #: a JSON list of labels (or object label -> id), relative to the folder; optional
         labels_file: str = "labels.json"
         #: the metric: micro_f1 (single label), multilabel (pairs with several relations) or semeval
-        metric: str = "micro_f1"
+        metric: Literal["micro_f1", "multilabel", "semeval"] = "micro_f1"
 
     def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
         self.no_relation = self.settings.no_relation
         self.metric = self.settings.metric
+
+    def files(self) -> dict[str, tuple[str, str]]:
+        # given `files` are the splits, exactly: a set without dev gets one carved from train
+        if self.settings.files:
+            return {split: (fname, "generic JSON lines (see relforge/data/README.md)")
+                    for split, fname in self.settings.files.items()}
+        return dict(self.split_files)
 
     def _labels_file(self, data_dir: Path | None) -> list[str] | None:
         p = self.root(data_dir) / self.settings.labels_file

@@ -1,0 +1,132 @@
+"""load_data: the engine's entry point (splits + sampling + labels + verbalizer + metric), and the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from relforge.cli import app
+from relforge.config import DataConfig
+from relforge.data.errors import DataError
+from relforge.data.loading import load_data, load_splits
+from relforge.data.verbalizers import VerbalizerError
+from tests.data.conftest import write, write_json, write_jsonl
+
+
+def jsonl_rows(n: int, labels=("likes", "hates", "none")):
+    rows = []
+    for i in range(n):
+        lab = labels[i % len(labels)]
+        rows.append({"id": f"r{i}", "text": f"Ann{i} meets Bob{i} .", "head": {"start": 0, "end": 3 + len(str(i))},
+                     "tail": {"start": 10 + len(str(i)), "end": 13 + 2 * len(str(i))}, "relation": lab})
+    return rows
+
+
+@pytest.fixture
+def jsonl_dir(tmp_path):
+    root = tmp_path / "mine"
+    write_jsonl(root / "train.jsonl", jsonl_rows(60))
+    write_jsonl(root / "test.jsonl", jsonl_rows(9))
+    return root
+
+
+def cfg(root, **kw):
+    return DataConfig.model_validate({"dataset": {"name": "jsonl", "path": str(root), "no_relation": "none",
+                                                  "files": {"train": "train.jsonl", "test": "test.jsonl"}}, **kw})
+
+
+def test_load_data_returns_splits_label_space_verbalizer_metric(jsonl_dir):
+    data = load_data(cfg(jsonl_dir))  # `files` names train and test only: dev is carved from train
+    assert [len(data.splits[r]) for r in ("train", "dev", "test")] == [54, 6, 9]
+    assert not {x.id for x in data.splits["train"]} & {x.id for x in data.splits["dev"]}
+    assert data.labels == ["none", "hates", "likes"] and data.no_relation == "none"
+    assert data.verbalizer["hates"] == "hates" and data.metric == "micro_f1"
+    assert data.reports["train"].records == 60 and data.reports["test"].records == 9
+    gold = [next(iter(ex.relations)) if ex.relations else "none" for ex in data.splits["test"]]
+    assert data.evaluate("test", gold)["micro_f1"] == 1.0
+    assert load_splits(cfg(jsonl_dir)).keys() == {"train", "dev", "test"}
+
+
+def test_load_data_missing_dev_file_is_an_error_not_a_carve(jsonl_dir):
+    c = DataConfig.model_validate({"dataset": {"name": "jsonl", "path": str(jsonl_dir), "no_relation": "none",
+                                               "files": {}}})
+    with pytest.raises(FileNotFoundError, match="dev.jsonl"):
+        load_data(c)
+    write_jsonl(jsonl_dir / "dev.jsonl", jsonl_rows(6))
+    data = load_data(c)
+    assert [len(data.splits[r]) for r in ("train", "dev", "test")] == [60, 6, 9]
+    assert data.evaluate("dev", [None] * 6)["micro_f1"] == 0.0
+
+
+def test_carve_dev_for_semeval_layout(tmp_path):
+    block = '{i}\t"The <e1>kettle{i}</e1> made <e2>steam</e2>."\n{lab}\nComment:\n\n'
+    labs = ["Cause-Effect(e1,e2)", "Other"]
+    write(tmp_path / "semeval2010_task8" / "TRAIN_FILE.TXT",
+          "".join(block.format(i=i, lab=labs[i % 2]) for i in range(1, 41)), crlf=True)
+    write(tmp_path / "semeval2010_task8" / "TEST_FILE_FULL.TXT",
+          "".join(block.format(i=i, lab=labs[i % 2]) for i in range(41, 45)), crlf=True)
+    c = DataConfig.model_validate({"dataset": "semeval", "data_dir": str(tmp_path), "sampling": {"dev_ratio": 0.25}})
+    data = load_data(c)
+    assert [len(data.splits[r]) for r in ("train", "dev", "test")] == [30, 10, 4]
+    assert "dev carved from 'train'" in data.notes[0] and data.metric == "semeval"
+    again = load_splits(c)
+    assert [x.id for x in again["dev"]] == [x.id for x in data.splits["dev"]]
+    assert data.evaluate("test", [ex.meta["label"] for ex in data.splits["test"]])["official_macro_f1"] == 1.0
+
+
+def test_kshot_ratio_and_episodes(jsonl_dir):
+    c = cfg(jsonl_dir, dev_split=None, sampling={"kind": "kshot", "k": 4, "seed": 13})
+    data = load_data(c)
+    assert len(data.splits["train"]) == 12 and len(data.splits["dev"]) == 12
+    assert [x.id for x in load_data(c).splits["train"]] == [x.id for x in data.splits["train"]]
+    data = load_data(cfg(jsonl_dir, dev_split=None, sampling={"kind": "ratio", "ratio": 0.1, "seed": 5}))
+    assert len(data.splits["train"]) == 6
+    data = load_data(cfg(jsonl_dir, dev_split=None,
+                         sampling={"kind": "episodes", "n": 2, "k": 1, "q": 2, "num_episodes": 7, "seed": 1}))
+    assert data.metric == "episode_accuracy" and len(data.episodes["test"]) == 7
+    assert len(data.train_episodes(3, seed=2)[0].query) == 4
+
+
+def test_published_kshot_files_are_used(tmp_path):
+    rec = {"token": ["Ax", "by", "Cy"], "relation": "spouse", "subj_start": 0, "subj_end": 0, "obj_start": 2,
+           "obj_end": 2}
+    write_json(tmp_path / "wiki80" / "rel2id.json", {"spouse": 0})
+    write_json(tmp_path / "wiki80" / "test.json", [rec])
+    write_json(tmp_path / "wiki80" / "k-shot" / "8-13" / "train.json", [rec] * 8)
+    write_json(tmp_path / "wiki80" / "k-shot" / "8-13" / "dev.json", [rec] * 8)
+    data = load_data({"dataset": "wiki80", "data_dir": str(tmp_path), "sampling": {"kind": "kshot", "k": 8,
+                                                                                     "seed": 13}})
+    assert len(data.splits["train"]) == 8 and "published" in data.notes[0]
+    with pytest.raises(FileNotFoundError, match=r"wiki80/train.json"):
+        load_data({"dataset": "wiki80", "data_dir": str(tmp_path), "sampling": {"kind": "kshot", "k": 8, "seed": 21}})
+
+
+def test_sampling_and_verbalizer_errors(jsonl_dir, tmp_path):
+    with pytest.raises(DataError, match=r"data.sampling.kk: unknown key"):
+        load_data(cfg(jsonl_dir, sampling={"kind": "kshot", "k": 2, "seed": 1, "kk": 3}))
+    with pytest.raises(DataError, match=r"data.sampling"):
+        load_data(cfg(jsonl_dir, sampling={"kind": "bootstrap"}))
+    with pytest.raises(DataError, match="data.dataset is not set"):
+        load_data(DataConfig())
+    f = write(tmp_path / "v.yaml", "labels:\n  likes: hates\n")
+    with pytest.raises(VerbalizerError, match="clash"):
+        load_data(cfg(jsonl_dir, dev_split=None, verbalizer=str(f)))
+
+
+def test_cli_stats(jsonl_dir, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "stats", "jsonl", "--set", f"path={jsonl_dir}", "--set", "no_relation=none",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["splits"]["train"]["examples"] == 60 and out["splits"]["train"]["no_relation"] == 20
+    assert out["splits"]["train"]["labels"] == {"likes": 20, "hates": 20, "none": 20}
+    assert "dev" in out["missing"] and out["splits"]["test"]["length_tokens"]["p50"] == 4
+    res = runner.invoke(app, ["data", "stats", "jsonl", "--set", f"path={jsonl_dir}", "--split", "train",
+                              "--set", "files={train: train.jsonl}"])
+    assert res.exit_code == 0 and "likes" in res.output and "train" in res.output
+    res = runner.invoke(app, ["data", "stats", "semeval", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 1 and "TRAIN_FILE.TXT" in res.output
+    res = runner.invoke(app, ["data", "stats", "no_such_set", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 1 and "unknown dataset" in res.output
