@@ -36,6 +36,13 @@ def test_exact_and_sure_rank_every_permitted_candidate(registry, seq2seq):
             assert [x.score for x in r] == sorted((x.score for x in r), reverse=True)
         if name == "sure":
             assert math.isclose(sum(math.exp(x.score) for x in ranked[1]), 1.0, rel_tol=1e-4)
+            assert all(x.total_logprob is None for x in ranked[0])
+            with_total = registry.create("decoder", name, {"exact_total": True}).rank(model, tok, SOURCES[:3], cands)
+            exact = registry.create("decoder", "exact").rank(model, tok, SOURCES[:3], cands)
+            for w, e, r in zip(with_total, exact, ranked):
+                totals = {x.label: x.total_logprob for x in e}
+                assert all(math.isclose(x.total_logprob, totals[x.label], rel_tol=1e-5, abs_tol=1e-4) for x in w)
+                assert all(math.isclose(a.score, b.score, abs_tol=1e-5) for a, b in zip(w, r))
         else:
             assert all(math.isclose(x.score, x.total_logprob / x.num_tokens, rel_tol=1e-6) for x in ranked[0])
 

@@ -65,6 +65,10 @@ def test_exact_and_sure_scores_equal_per_candidate_references(seq2seq):
             else:
                 assert scores.total[i, j] == float("-inf") and scores.branch[i, j] == float("-inf")
     assert float(scores.branch[2, trie.label_index["no relation"]]) == 0.0  # a single candidate: certain
+    pruned = score_trie(model, trie, encode(model, enc.input_ids, enc.attention_mask), enc.attention_mask, lmask,
+                        exact=False)
+    assert pruned.total is None
+    assert torch.allclose(pruned.branch, scores.branch, atol=1e-5)
 
 
 def test_sure_probabilities_sum_to_one_over_the_permitted_labels(tiny_t5):
@@ -75,3 +79,14 @@ def test_sure_probabilities_sum_to_one_over_the_permitted_labels(tiny_t5):
     s = score_trie(model, trie, encode(model, enc.input_ids, enc.attention_mask), enc.attention_mask, lmask)
     assert torch.allclose(s.branch.exp().sum(1), torch.ones(2), atol=1e-5)
     assert bool((s.total.exp().sum(1) < 1).all())
+
+
+def test_sure_walk_is_pruned_to_branching_nodes_and_their_ancestors():
+    from relforge.decoding.scoring import trie_internal_nodes, trie_sure_nodes
+
+    trie = LabelTrie({"a": [5, 6, 7, 1], "b": [5, 8, 1], "c": [9, 1]}, pad_token_id=0, end_token_id=1)
+    node = lambda seq: int(trie.walk(torch.tensor([seq]))[0])  # noqa: E731
+    sure = {n for n in range(trie.num_nodes) if trie_sure_nodes(trie)[n]}
+    assert sure == {trie.root, node([5])}
+    internal = {n for n in range(trie.num_nodes) if trie_internal_nodes(trie)[n]}
+    assert internal == {trie.root, node([5]), node([5, 6]), node([5, 6, 7]), node([5, 8]), node([9])}

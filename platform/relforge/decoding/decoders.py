@@ -93,15 +93,18 @@ class ExactScoringDecoder(_BatchedDecoder):
 
     name = "exact"
     Settings = _ScoringSettings
+    settings: _ScoringSettings
     _field = "total"
 
     @torch.no_grad()
     def _rank_batch(self, model, tokenizer, sources, candidates):
         trie, names, mask = batch_trie(tokenizer, candidates)
         ids, att = self._encode_sources(model, tokenizer, sources)
-        scores = score_trie(model, trie, encode(model, ids, att), att, mask, max_rows=self.settings.max_rows)
+        exact = self._field == "total" or self.settings.exact_total
+        scores = score_trie(model, trie, encode(model, ids, att), att, mask, max_rows=self.settings.max_rows,
+                            exact=exact)
         value = getattr(scores, self._field).cpu()
-        total = scores.total.cpu()
+        total = scores.total.cpu() if exact else None
         lengths = scores.lengths.cpu()
         allowed = scores.allowed.cpu()
         results = []
@@ -112,7 +115,7 @@ class ExactScoringDecoder(_BatchedDecoder):
                 v = float(value[i, j])
                 ranked.append(ScoredCandidate(
                     label=names[trie.labels[j]], score=v / n if self.settings.normalize == "mean" else v,
-                    total_logprob=float(total[i, j]), num_tokens=n))
+                    total_logprob=None if total is None else float(total[i, j]), num_tokens=n))
             ranked.sort(key=lambda c: c.score, reverse=True)
             results.append(ranked)
         return results
@@ -120,13 +123,17 @@ class ExactScoringDecoder(_BatchedDecoder):
 
 class _SureSettings(_ScoringSettings):
     normalize: Literal["mean", "sum"] = "sum"
+    #: also compute the exact total log-probability (decodes every Trie node;
+    #: without it only the nodes up to the last branching node are decoded)
+    exact_total: bool = False
 
 
 class SureScoringDecoder(ExactScoringDecoder):
     """SuRE-style scoring: at each branching node of the Trie the probability
     is renormalised over the example's permitted children, and a candidate's
     score is the sum (or mean) of those renormalised log-probabilities;
-    ``total_logprob`` stays the exact, unrenormalised one."""
+    ``total_logprob`` is the exact, unrenormalised one when ``exact_total`` is
+    set, else None."""
 
     name = "sure"
     Settings = _SureSettings

@@ -20,6 +20,12 @@ teacher forcing the label's sequence alone, up to float rounding), and its
 SuRE-style branch-renormalised score the sum of the edge log-probabilities
 renormalised over the *permitted* children of each node (non-branching nodes
 contribute 0).
+
+With ``exact=False`` only the SuRE-style scores are computed, and the walk is
+pruned to the nodes on the way to a branching node: the tails of labels below
+their last branching node are never decoded (their renormalised
+log-probability is 0 whatever the model says), which on relation label sets,
+mostly chains of words, removes most of the work.
 """
 from __future__ import annotations
 
@@ -37,10 +43,11 @@ class TrieScores:
     ``total``: (examples, labels) summed token log-probabilities;
     ``branch``: the SuRE-style sum of branch-renormalised log-probabilities;
     ``lengths``: (labels,) token counts; ``allowed``: (examples, labels) bool.
-    Entries of labels an example may not produce are -inf.
+    Entries of labels an example may not produce are -inf; ``total`` is None
+    when it was not computed (``exact=False``).
     """
 
-    total: torch.Tensor
+    total: torch.Tensor | None
     branch: torch.Tensor
     lengths: torch.Tensor
     allowed: torch.Tensor
@@ -64,7 +71,8 @@ def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
 
 @torch.no_grad()
 def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               label_mask: torch.Tensor | None = None, max_rows: int = 2048) -> TrieScores:
+               label_mask: torch.Tensor | None = None, max_rows: int = 2048,
+               exact: bool = True) -> TrieScores:
     """Score all labels for every example (see the module docstring).
 
     ``max_rows`` bounds the decoder rows of one chunk of examples (memory: each
@@ -86,6 +94,8 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
     chunk = max(1, max_rows // per_example)
     cum_all = LabelTrie.label_cumsum(label_mask)
     start_tok = decoder_start_id(model)
+    expand = trie_internal_nodes(trie) if exact else trie_sure_nodes(trie)
+    expand = expand.to(device)
     for c0 in range(0, n_ex, chunk):
         ex = torch.arange(c0, min(n_ex, c0 + chunk), device=device)
         ex = ex[label_mask[ex].any(1)]
@@ -114,8 +124,7 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
             edge_branch[rows_ex[ok], edge[ok]] = (lp - norm)[ok]
             # children that have outgoing real edges become the next level
             child = arr.edge_child[edge]
-            has_kids = (arr.indptr[child + 1] > arr.indptr[child]) & (child != arr.done)
-            nxt = ok & has_kids
+            nxt = ok & expand[child]
             parent_row, slot = nxt.nonzero(as_tuple=True)
             if parent_row.numel() == 0:
                 break
@@ -130,5 +139,31 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
     total = (edge_lp[:, idx] * valid).sum(-1)
     branch = (edge_branch[:, idx] * valid).sum(-1)
     neg = torch.tensor(float("-inf"), device=device)
-    return TrieScores(total=torch.where(label_mask, total, neg), branch=torch.where(label_mask, branch, neg),
+    return TrieScores(total=torch.where(label_mask, total, neg) if exact else None,
+                      branch=torch.where(label_mask, branch, neg),
                       lengths=trie.label_lengths.to(device), allowed=label_mask)
+
+
+def _real_degree(trie: LabelTrie) -> torch.Tensor:
+    real = trie.edge_real
+    return torch.zeros(trie.num_nodes, dtype=torch.long).index_add_(
+        0, trie.edge_parent[real], torch.ones(int(real.sum()), dtype=torch.long))
+
+
+def trie_internal_nodes(trie: LabelTrie) -> torch.Tensor:
+    """(nodes,) bool: nodes with a real outgoing edge (decoded for exact scores)."""
+    return _real_degree(trie) > 0
+
+
+def trie_sure_nodes(trie: LabelTrie) -> torch.Tensor:
+    """(nodes,) bool: branching nodes and their ancestors, the only nodes a
+    SuRE-style score needs decoded."""
+    need = _real_degree(trie) > 1
+    parent = torch.full((trie.num_nodes,), -1, dtype=torch.long)
+    real = trie.edge_real
+    parent[trie.edge_child[real]] = trie.edge_parent[real]
+    # deepest first, so a node's mark reaches its parent before the parent is visited
+    for node in torch.argsort(trie.node_depth, descending=True).tolist():
+        if need[node] and parent[node] >= 0:
+            need[parent[node]] = True
+    return need
