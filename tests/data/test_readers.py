@@ -389,3 +389,15 @@ def test_data_dir_from_env_and_errors(tmp_path, monkeypatch, tacred_dir):
         TacredDataset().read("train", None)
     with pytest.raises(DataError, match="has no split 'validation'"):
         TacredDataset().read("validation", tacred_dir.parent)
+
+
+def test_generic_jsonl_round_trip_of_any_reader(tacred_dir, tmp_path):
+    from relforge.data.export import write_examples_jsonl
+
+    original = TacredDataset(TacredDataset.Settings(path=str(tacred_dir))).read("train", None)
+    write_examples_jsonl(tmp_path / "rt" / "train.jsonl", original)
+    back = JsonlDataset(JsonlDataset.Settings(path=str(tmp_path / "rt"), files={"train": "train.jsonl"})) \
+        .read("train", None)
+    for a, b in zip(original, back, strict=True):
+        assert (a.id, a.text, a.tokens, a.head, a.tail, a.relations, a.doc_id) == \
+               (b.id, b.text, b.tokens, b.head, b.tail, b.relations, b.doc_id)

@@ -54,7 +54,7 @@ def stats(
 
     try:
         dataset = get_registry().create("dataset", name, _settings(setting or []))
-        root = resolve_data_dir(data_dir, required=False)
+        root = resolve_data_dir(data_dir) if data_dir is not None else None
         result = dataset_stats(dataset, root, split or None)
     except (RegistryError, ConfigError, DataError, FileNotFoundError) as exc:
         _fail(str(exc))

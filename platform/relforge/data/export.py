@@ -78,3 +78,10 @@ def write_semeval_answers(path: str | Path, examples: Sequence[Example], predict
     with path.open("w", encoding="utf-8", newline="\n") as f:
         f.writelines(lines)
     return path
+
+
+def write_examples_jsonl(path: str | Path, examples: Sequence[Example]) -> Path:
+    """Examples in the generic JSON-lines format (readable by the ``jsonl`` dataset)."""
+    path = Path(path)
+    write_jsonl(path, (ex.to_dict() for ex in examples))
+    return path

@@ -150,7 +150,10 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
         raise DataError("data.dataset is not set: name a dataset (see `relforge plugins`)")
     registry = registry or get_registry()
     dataset = registry.create("dataset", data_config.dataset.name, data_config.dataset.settings)
-    root = resolve_data_dir(data_dir if data_dir is not None else data_config.data_dir, required=False)
+    explicit = data_dir if data_dir is not None else data_config.data_dir
+    # an explicit folder is checked now; $RELFORGE_DATA_DIR only when a reader needs it (a reader whose
+    # `path` setting is absolute needs no data directory at all)
+    root = resolve_data_dir(explicit) if explicit not in (None, "") else None
     sampling = parse_sampling(data_config.sampling)
     dev_seed = sampling.dev_seed if sampling.dev_seed is not None else getattr(sampling, "seed", 42)
     has_split = getattr(dataset, "has_split", lambda s: s in dataset.splits())
