@@ -107,7 +107,13 @@ class Template(Component):
 
 @dataclass(frozen=True)
 class ScoredCandidate:
-    """One candidate label with its scores (log-probabilities)."""
+    """One candidate label with its scores (log-probabilities).
+
+    ``score``: what the decoder ranks by (e.g. length-normalised or
+    branch-renormalised log-probability); ``total_logprob``: the summed token
+    log-probability of the candidate's target, when the decoder computed it;
+    ``num_tokens``: the target's token count (end token included).
+    """
 
     label: str
     score: float
@@ -120,7 +126,12 @@ class Decoder(Component):
 
     def rank(self, model: Any, tokenizer: Any, sources: Sequence[str],
              candidates: Sequence[Mapping[str, str]]) -> list[list[ScoredCandidate]]:
-        """Rank each source's candidates (label -> target text), best first."""
+        """Rank each source's candidates (label -> target text), best first.
+
+        ``candidates[i]`` may differ between examples (a subset filtered by
+        entity types, or targets that mention the example's entities); an
+        empty mapping gets an empty ranking. Scoring decoders return every
+        candidate; generating decoders return those their search reached."""
         raise NotImplementedError
 
 
