@@ -102,7 +102,7 @@ def test_tacrev_patch_errors(tacred_dir):
     with pytest.raises(DataFormatError, match="not in .*dev.json"):
         ds.read("dev", None)
     write_json(tacred_dir / "dev_patch.json", [{"id": "d1", "relation": "per:nonsense"}])
-    with pytest.raises(DataFormatError, match="unknown label 'per:nonsense'"):
+    with pytest.raises(DataFormatError, match=r"dev_patch.json, id 'd1', field 'relation': unknown label 'per:nonsense'"):
         ds.read("dev", None)
     other = tacred_dir / "elsewhere" / "my_patch.json"
     write_json(other, [{"id": "d1", "relation": "per:title"}])
@@ -245,6 +245,19 @@ def test_fewrel_val_and_leak_free_meta_train(tmp_path):
     assert rep.skipped["relation of FewRel val_wiki (left out: leak-free)"] == 8
     assert rep.skipped["duplicate of a record in another Wiki80 file"] == 4
     assert ds.read("val", tmp_path)[0].id == val[0].id  # alias
+    bad = dict(inst, t=["ben tam", "Q2", [[4, 5]]])
+    write_json(tmp_path / "fewrel" / "val_wiki.json", {"P26": [inst, bad]})
+    with pytest.raises(DataFormatError, match=r"relation 'P26', instance 1, field 't\[2\]': positions \[4, 5\] "
+                                              r"cover 'Tam in', not the mention 'ben tam'"):
+        ds.read("val_wiki", tmp_path)
+
+
+def test_tacred_rejects_boolean_offsets(tmp_path):
+    rec = tacred_record("a", "Ada went home .".split(), (0, 0), (2, 2), "no_relation")
+    rec["obj_start"] = True
+    write_json(tmp_path / "train.json", [rec])
+    with pytest.raises(DataFormatError, match="field 'obj_start': expected int, got True"):
+        TacredDataset(TacredDataset.Settings(path=str(tmp_path))).read("train", None)
 
 
 # --- NYT ----------------------------------------------------------------------------------------

@@ -134,9 +134,10 @@ def require(rec: Any, key: str, types: type | tuple[type, ...], path: Path, wher
     if key not in rec:
         raise DataFormatError(path, "missing field", record=where, field=key)
     value = rec[key]
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple)
-                                                                                     else (types,))):
-        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+    allowed = types if isinstance(types, tuple) else (types,)
+    # bool is an int in Python, but `true` is never a valid offset
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        names = "/".join(t.__name__ for t in allowed)
         raise DataFormatError(path, f"expected {names}, got {value!r}", record=where, field=key)
     return value
 

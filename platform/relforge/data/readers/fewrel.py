@@ -131,6 +131,10 @@ class FewRelDataset(FileDataset):
                         raise DataFormatError(path, f"positions {pos!r} out of range for {len(tokens)} tokens",
                                               record=where, field=f"{role}[2]")
                     s, e = min(pos), max(pos) + 1
+                    covered = "".join(tokens[x] for x in pos).casefold()
+                    if isinstance(ent[0], str) and "".join(ent[0].split()).casefold() != covered:
+                        raise DataFormatError(path, f"positions {pos} cover {' '.join(tokens[x] for x in pos)!r}, "
+                                              f"not the mention {ent[0]!r}", record=where, field=f"{role}[2]")
                     if sorted(pos) != list(range(s, e)):
                         meta[f"{role}_discontinuous"] = pos
                     ents.append(entity_from_tokens(text, offsets, s, e))

@@ -126,7 +126,8 @@ class TacredDataset(FileDataset):
             raise DataFormatError(path, f"expected a JSON list of records, got {type(data).__name__}")
         if not data:
             raise DataFormatError(path, "the file holds no records")
-        patch, drop_unpatched = patched if patched else ({}, False)
+        patch, drop_unpatched = patched if patched is not None else ({}, False)
+        patch_path = Path(report.files[-1])
         known = self._known(data_dir)
         out, seen_ids, applied = [], set(), 0
         for i, rec in enumerate(data):
@@ -138,11 +139,14 @@ class TacredDataset(FileDataset):
             seen_ids.add(rid)
             report.records += 1
             relation = None
-            if patch:
+            if patched is not None:
                 if rid in patch:
                     fields = patch[rid]
                     rec = {**rec, **{k: v for k, v in fields.items() if k != "relation"}}
                     relation = fields.get("relation")
+                    if relation is not None and known is not None and relation not in known:
+                        raise DataFormatError(patch_path, f"unknown label {relation!r}", record=f"id {rid!r}",
+                                              field="relation")
                     applied += 1
                 elif drop_unpatched:
                     report.skip(f"removed by the {self.name} patch (id not in it)", where)
@@ -151,10 +155,10 @@ class TacredDataset(FileDataset):
                                           no_relation=self.no_relation,
                                           restore=self.settings.restore_brackets, dataset=self.name,
                                           relation=relation))
-        if patch:
+        if patched is not None:
             missing = sorted(set(patch) - seen_ids)
             if missing:
-                raise DataFormatError(report.files[-1],
+                raise DataFormatError(patch_path,
                                       f"{len(missing)} patch id(s) are not in {path}, e.g. {missing[:3]}; "
                                       f"is the patch for another split?", field="id")
             report.notes.append(f"{applied} record(s) patched")
