@@ -224,7 +224,7 @@ def test_wiki80_inclusive_ends(tmp_path):
         ds.read("train", None)
 
 
-def test_fewrel_val_and_leak_free_meta_train(tmp_path):
+def test_fewrel_val_and_leak_free_meta_train(tmp_path, monkeypatch):
     make_wiki80(tmp_path / "wiki80")  # spouse (P26) and crosses (P177) are FewRel val relations
     write_json(tmp_path / "fewrel" / "pid2name.json",
                {"P26": ["spouse", "d"], "P177": ["crosses", "d"], "P3373": ["sibling", "d"],
@@ -245,6 +245,8 @@ def test_fewrel_val_and_leak_free_meta_train(tmp_path):
     assert rep.skipped["relation of FewRel val_wiki (left out: leak-free)"] == 8
     assert rep.skipped["duplicate of a record in another Wiki80 file"] == 4
     assert ds.read("val", tmp_path)[0].id == val[0].id  # alias
+    monkeypatch.chdir(tmp_path.parent)  # a relative data directory works too
+    assert len(FewRelDataset().read("train", Path(tmp_path.name))) == 8
     bad = dict(inst, t=["ben tam", "Q2", [[4, 5]]])
     write_json(tmp_path / "fewrel" / "val_wiki.json", {"P26": [inst, bad]})
     with pytest.raises(DataFormatError, match=r"relation 'P26', instance 1, field 't\[2\]': positions \[4, 5\] "

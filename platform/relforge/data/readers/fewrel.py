@@ -79,7 +79,8 @@ class FewRelDataset(FileDataset):
         return list(labels)
 
     def _wiki80_root(self, data_dir: Path | None) -> Path:
-        return dataset_root(data_dir, "wiki80", self.settings.wiki80_path, "wiki80")
+        # absolute, so the Wiki80 reader built on it does not resolve it against data_dir again
+        return dataset_root(data_dir, "wiki80", self.settings.wiki80_path, "wiki80").resolve()
 
     def _name_to_pid(self, data_dir: Path | None) -> dict[str, str]:
         out: dict[str, str] = {}
