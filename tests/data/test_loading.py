@@ -85,6 +85,11 @@ def test_kshot_ratio_and_episodes(jsonl_dir):
     data = load_data(cfg(jsonl_dir, dev_split=None,
                          sampling={"kind": "episodes", "n": 2, "k": 1, "q": 2, "num_episodes": 7, "seed": 1}))
     assert data.metric == "episode_accuracy" and len(data.episodes["test"]) == 7
+    gold = [[next(iter(ex.relations)) for ex in ep.query] for ep in data.episodes["test"]]
+    perfect = data.evaluate_episodes("test", gold)
+    assert perfect["accuracy"] == 1.0 and perfect["ci95"] == 0.0 and perfect["episodes"] == 7
+    half = [g[:2] + ["wrong"] * 2 for g in gold]
+    assert data.evaluate_episodes("test", half)["accuracy"] == pytest.approx(0.5)
     assert len(data.train_episodes(3, seed=2)[0].query) == 4
 
 

@@ -416,3 +416,28 @@ def test_generic_jsonl_round_trip_of_any_reader(tacred_dir, tmp_path):
     for a, b in zip(original, back, strict=True):
         assert (a.id, a.text, a.tokens, a.head, a.tail, a.relations, a.doc_id) == \
                (b.id, b.text, b.tokens, b.head, b.tail, b.relations, b.doc_id)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_word = st.text(alphabet=st.characters(whitelist_categories=("L", "N", "P")), min_size=1, max_size=6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_word, min_size=2, max_size=12), st.data())
+def test_jsonl_token_offsets_property(tokens, data):
+    import tempfile
+
+    n = len(tokens)
+    hs = data.draw(st.integers(0, n - 1))
+    he = data.draw(st.integers(hs + 1, n))
+    ts = data.draw(st.integers(0, n - 1))
+    te = data.draw(st.integers(ts + 1, n))
+    row = {"tokens": tokens, "head": {"token_start": hs, "token_end": he},
+           "tail": {"token_start": ts, "token_end": te}, "relations": ["r"]}
+    with tempfile.TemporaryDirectory() as d:
+        write_jsonl(Path(d) / "train.jsonl", [row])
+        ex = JsonlDataset(JsonlDataset.Settings(path=d, files={"train": "train.jsonl"})).read("train", None)[0]
+    assert ex.check() == []
+    assert ex.head.text == " ".join(tokens[hs:he]) and ex.tail.text == " ".join(tokens[ts:te])

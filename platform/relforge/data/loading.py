@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from relforge.data.errors import DataError, ReadReport
 from relforge.data.example import Example
+from relforge.data.metrics import episode_accuracy
 from relforge.data.metrics import evaluate as _evaluate
 from relforge.data.paths import resolve_data_dir
 from relforge.data.splits import Episode, carve_dev, kshot_split, ratio_sample, sample_episodes
@@ -118,6 +119,20 @@ class LoadedData:
         """Score predictions aligned with ``splits[role]`` by the data set's metric."""
         metric = "micro_f1" if self.metric == "episode_accuracy" else self.metric
         return _evaluate(metric, self.splits[role], predictions, self.no_relation)
+
+    def evaluate_episodes(self, role: str, predictions: list[list[Any]]) -> dict[str, float]:
+        """Episode accuracy with its 95% CI; ``predictions[i]`` holds one label
+        per query example of ``episodes[role][i]``, in order."""
+        eps = self.episodes[role]
+        if len(predictions) != len(eps):
+            raise ValueError(f"{len(eps)} episodes but predictions for {len(predictions)}")
+        results = []
+        for i, (ep, preds) in enumerate(zip(eps, predictions)):
+            if len(preds) != len(ep.query):
+                raise ValueError(f"episode {i}: {len(ep.query)} queries but {len(preds)} predictions")
+            correct = sum(1 for ex, p in zip(ep.query, preds) if {p} == set(ex.relations))
+            results.append((correct, len(ep.query)))
+        return episode_accuracy(results)
 
     def train_episodes(self, num_episodes: int, seed: int) -> list[Episode]:
         """Meta-training episodes from the train split, with the configured N, K, Q."""
