@@ -76,9 +76,11 @@ def test_carve_dev_for_semeval_layout(tmp_path):
 
 
 def test_kshot_ratio_and_episodes(jsonl_dir):
-    c = cfg(jsonl_dir, dev_split=None, sampling={"kind": "kshot", "k": 4, "seed": 13})
-    data = load_data(c)
+    c = cfg(jsonl_dir, sampling={"kind": "kshot", "k": 4, "seed": 13, "dev_ratio": 0.5})
+    data = load_data(c)  # no dev file: half of train carved off as dev, then K per label from each
     assert len(data.splits["train"]) == 12 and len(data.splits["dev"]) == 12
+    assert not {x.id for x in data.splits["train"]} & {x.id for x in data.splits["dev"]}
+    assert "carved" in data.notes[0] and "GenPT" in data.notes[1]
     assert [x.id for x in load_data(c).splits["train"]] == [x.id for x in data.splits["train"]]
     data = load_data(cfg(jsonl_dir, dev_split=None, sampling={"kind": "ratio", "ratio": 0.1, "seed": 5}))
     assert len(data.splits["train"]) == 6

@@ -9,16 +9,16 @@ from hypothesis import strategies as st
 
 from relforge.data.errors import DataError
 from relforge.data.example import Entity, Example
-from relforge.data.splits import (GENPT_KS, GENPT_SEEDS, carve_dev, exclude_relations, kshot_split, label_key,
+from relforge.data.splits import (GENPT_KS, GENPT_SEEDS, carve_dev, exclude_relations, genpt_kshot, genpt_orders, label_key,
                                   ratio_sample, sample_episodes)
 
 
-def make(n_per_label: dict[str, int]) -> list[Example]:
+def make(n_per_label: dict[str, int], prefix: str = "") -> list[Example]:
     out = []
     e1, e2 = Entity("a", 0, 1, 0, 1), Entity("b", 2, 3, 1, 2)
     for lab, n in n_per_label.items():
         for i in range(n):
-            out.append(Example(id=f"{lab}-{i}", text="a b", tokens=["a", "b"], head=e1, tail=e2,
+            out.append(Example(id=f"{prefix}{lab}-{i}", text="a b", tokens=["a", "b"], head=e1, tail=e2,
                                relations=frozenset() if lab == "NA" else frozenset(lab.split("|"))))
     return out
 
@@ -34,16 +34,38 @@ def test_genpt_protocol_constants():
     assert GENPT_SEEDS == (13, 21, 42, 87, 100) and GENPT_KS == (8, 16, 32)
 
 
-def test_kshot_counts_determinism_and_disjointness():
-    tr, dv = kshot_split(DATA, 8, 13)
+DEV = make({"r1": 10, "r2": 3, "NA": 20}, prefix="dev-")
+
+
+def test_genpt_kshot_counts_determinism():
+    tr, dv = genpt_kshot(DATA, DEV, 8, 13)
     c_tr, c_dv = Counter(map(label_key, tr)), Counter(map(label_key, dv))
     assert c_tr == {"r1": 8, "r2": 8, "r3": 8, "<no relation>": 8, "r1|r2": 5}
-    assert c_dv == {"r1": 8, "r2": 8, "r3": 2, "<no relation>": 8}
-    assert not set(ids(tr)) & set(ids(dv))
-    assert (ids(tr), ids(dv)) == tuple(map(ids, kshot_split(DATA, 8, 13)))
-    assert ids(kshot_split(DATA, 8, 21)[0]) != ids(tr)
+    assert c_dv == {"r1": 8, "r2": 3, "<no relation>": 8}
+    assert all(x.id.startswith("dev-") for x in dv) and not any(x.id.startswith("dev-") for x in tr)
+    assert (ids(tr), ids(dv)) == tuple(map(ids, genpt_kshot(DATA, DEV, 8, 13)))
+    assert ids(genpt_kshot(DATA, DEV, 8, 21)[0]) != ids(tr)
+    labels_in_order = list(dict.fromkeys(map(label_key, tr)))
+    assert [label_key(x) for x in tr] == sorted(map(label_key, tr), key=labels_in_order.index)  # grouped
     with pytest.raises(DataError):
-        kshot_split(DATA, 0, 13)
+        genpt_kshot(DATA, DEV, 0, 13)
+
+
+def test_genpt_seed_chain():
+    """GenPT shuffles the same lists once per seed in the order 100, 13, 21, 42, 87."""
+    import numpy as np
+
+    tr, dv = list(range(7)), list(range(5))
+    for s in (100, 13, 21):
+        rng = np.random.RandomState(s)
+        rng.shuffle(tr)
+        rng.shuffle(dv)
+    assert genpt_orders(7, 5, 21) == (tr, dv)
+    rng = np.random.RandomState(5)
+    one_tr, one_dv = list(range(7)), list(range(5))
+    rng.shuffle(one_tr)
+    rng.shuffle(one_dv)
+    assert genpt_orders(7, 5, 5) == (one_tr, one_dv)
 
 
 def test_ratio_sample():
@@ -92,10 +114,10 @@ def test_exclude_relations():
 @given(st.dictionaries(st.sampled_from(["a", "b", "c", "NA"]), st.integers(1, 30), min_size=1),
        st.integers(1, 10), st.integers(0, 10_000))
 def test_kshot_properties(counts, k, seed):
-    data = make(counts)
-    tr, dv = kshot_split(data, k, seed)
+    data, dev = make(counts), make(counts, prefix="dev-")
+    tr, dv = genpt_kshot(data, dev, k, seed)
     for lab, n in counts.items():
         key = "<no relation>" if lab == "NA" else lab
         assert Counter(map(label_key, tr))[key] == min(k, n)
-        assert Counter(map(label_key, dv))[key] == min(k, max(0, n - k))
-    assert not set(ids(tr)) & set(ids(dv))
+        assert Counter(map(label_key, dv))[key] == min(k, n)
+    assert len(set(ids(tr))) == len(tr) and len(set(ids(dv))) == len(dv)

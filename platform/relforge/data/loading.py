@@ -12,9 +12,11 @@ verbalizer and the metric::
 
 ``data.sampling`` (validated here; an unknown key is an error):
 
-* ``{kind: kshot, k: 16, seed: 13}``: GenPT's K-shot protocol: K train and K
-  dev examples per label from the training split (the data set's published
-  K-shot files when it ships them and ``use_published`` is true).
+* ``{kind: kshot, k: 16, seed: 13}``: GenPT's K-shot protocol: K examples per
+  label from the train split and K per label from the dev split (carved from
+  train first where there is none), exactly as GenPT's generator draws them;
+  the data set's published K-shot files when it ships them and
+  ``use_published`` is true.
 * ``{kind: ratio, ratio: 0.01, seed: 42, stratified: false}``: a seeded
   sample of the training split; dev as below.
 * ``{kind: episodes, n: 5, k: 1, q: 1, num_episodes: 1000, seed: 42}``:
@@ -36,7 +38,7 @@ from relforge.data.example import Example
 from relforge.data.metrics import episode_accuracy
 from relforge.data.metrics import evaluate as _evaluate
 from relforge.data.paths import resolve_data_dir
-from relforge.data.splits import Episode, carve_dev, kshot_split, ratio_sample, sample_episodes
+from relforge.data.splits import Episode, carve_dev, genpt_kshot, ratio_sample, sample_episodes
 from relforge.data.verbalizers import Verbalizer, build_verbalizer
 
 
@@ -187,8 +189,14 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
                 notes.append(f"published {sampling.k}-shot split for seed {sampling.seed}")
             else:
                 train_full = _read(dataset, tr, root, reports, "train")
-                splits["train"], splits["dev"] = kshot_split(train_full, sampling.k, sampling.seed)
-                notes.append(f"{sampling.k}-shot split of {tr!r} sampled with seed {sampling.seed} (GenPT protocol)")
+                if dv is not None and has_split(dv):
+                    dev_full = _read(dataset, dv, root, reports, "dev")
+                else:  # no dev split: carve one, then sample from both as GenPT does
+                    train_full, dev_full = carve_dev(train_full, sampling.dev_ratio, dev_seed)
+                    notes.append(f"no dev split: dev carved from {tr!r} ({sampling.dev_ratio:.0%} per label, "
+                                 f"seed {dev_seed}) before K-shot sampling")
+                splits["train"], splits["dev"] = genpt_kshot(train_full, dev_full, sampling.k, sampling.seed)
+                notes.append(f"{sampling.k}-shot train and dev sampled with seed {sampling.seed} (GenPT protocol)")
         else:
             train_full = _read(dataset, tr, root, reports, "train")
             splits["train"] = train_full
