@@ -172,6 +172,25 @@ def test_semeval_bad_blocks(tmp_path, bad, match):
         SemEvalDataset(SemEvalDataset.Settings(path=str(tmp_path))).read("train", None)
 
 
+def test_semeval_unlabelled_release_with_answer_key(tmp_path):
+    blocks = SEMEVAL_TEXT.split("\n\n")
+    unlabelled = "\n".join(b.split("\n")[0] for b in blocks if b) + "\n"  # sentence lines only
+    write(tmp_path / "TEST_FILE.TXT", unlabelled, crlf=True)
+    write(tmp_path / "key.txt", "1\tCause-Effect(e1,e2)\n2\tProduct-Producer(e1,e2)\n3\tCause-Effect(e2,e1)\n"
+                                "4\tOther\n", crlf=True)
+    ds = SemEvalDataset(SemEvalDataset.Settings(path=str(tmp_path), files={"test": "TEST_FILE.TXT"},
+                                                keys={"test": "key.txt"}))
+    ex = ds.read("test", None)
+    assert [e.meta["label"] for e in ex] == ["Cause-Effect(e1,e2)", "Product-Producer(e1,e2)",
+                                              "Cause-Effect(e2,e1)", "Other"]
+    write(tmp_path / "key.txt", "1\tCause-Effect\n")
+    with pytest.raises(DataFormatError, match=r"key.txt, line 1 \(id 1\), field 'relation': .*undirected"):
+        ds.read("test", None)
+    write(tmp_path / "key.txt", "1\tOther\n")
+    with pytest.raises(DataFormatError, match="id 2 of TEST_FILE.TXT is not in the answer key"):
+        ds.read("test", None)
+
+
 def test_semeval_opennre(tmp_path):
     rows = [{"token": "the kettle produced a loud whistle .".split(), "h": {"name": "kettle", "pos": [1, 2]},
              "t": {"name": "whistle", "pos": [5, 6]}, "relation": "Cause-Effect(e1,e2)"},

@@ -2,7 +2,9 @@
 
 Original release (``TRAIN_FILE.TXT``, ``TEST_FILE_FULL.TXT``): blocks of
 ``id<TAB>"sentence with <e1>..</e1> and <e2>..</e2>"``, the label line, a
-``Comment:`` line and a blank line; CRLF line ends. Labels are the 9
+``Comment:`` line and a blank line; CRLF line ends. A file without label
+lines (the test release's ``TEST_FILE.TXT``) takes its labels from an answer
+key (setting ``keys``); the key must carry directed labels. Labels are the 9
 relations with their direction, ``Cause-Effect(e1,e2)`` meaning e1 is the
 cause, plus ``Other`` (no relation). The head is always e1 and the tail e2;
 the direction lives in the label, as in the official scorer.
@@ -20,6 +22,7 @@ from typing import ClassVar
 from relforge.data.errors import DataFormatError, ReadReport
 from relforge.data.example import Entity, Example
 from relforge.data.io import iter_jsonl, load_json, read_lines
+from relforge.data.paths import require_file
 from relforge.data.readers.base import FileDataset, check_span, check_tokens, require
 from relforge.data.text import (char_to_token_span, entity_from_tokens, token_char_offsets,
                                 tokenize_with_offsets)
@@ -83,12 +86,45 @@ class SemEvalDataset(FileDataset):
         "test": ("TEST_FILE_FULL.TXT", "SemEval-2010 Task 8 TEST_FILE_FULL.TXT (2,717 sentences with labels)"),
     }
 
+    class Settings(FileDataset.Settings):
+        #: split -> answer key (``id<TAB>label``) for files without label lines, such as the test
+        #: release's TEST_FILE.TXT; relative to the data set's folder, or absolute
+        keys: dict[str, str] = {}
+
     def relation_labels(self, data_dir: Path | None) -> list[str]:
         return list(SEMEVAL_LABELS[1:])
+
+    def _key(self, split: str, data_dir: Path | None, report: ReadReport) -> dict[str, str] | None:
+        if split not in self.settings.keys:
+            return None
+        p = Path(self.settings.keys[split]).expanduser()
+        if not p.is_absolute():
+            p = self.root(data_dir) / p
+        p = require_file(p, "a SemEval answer key: lines 'id<TAB>label' with directed labels",
+                         dataset=self.name, setting=f"data.dataset.keys.{split}")
+        report.files.append(str(p))
+        key: dict[str, str] = {}
+        known = set(SEMEVAL_LABELS)
+        for n, line in enumerate(read_lines(p), start=1):
+            if not line.strip():
+                continue
+            sid, tab, label = line.strip().partition("\t")
+            if not tab or not sid.isdigit():
+                raise DataFormatError(p, f"expected 'id<TAB>label', got {line[:60]!r}", record=f"line {n}")
+            if label not in known:
+                hint = " (an undirected label: this key cannot give the direction)" \
+                    if label in SEMEVAL_RELATIONS else ""
+                raise DataFormatError(p, f"unknown label {label!r}{hint}", record=f"line {n} (id {sid})",
+                                      field="relation")
+            if sid in key:
+                raise DataFormatError(p, f"duplicate id {sid}", record=f"line {n}", field="id")
+            key[sid] = label
+        return key
 
     def _read(self, split: str, data_dir: Path | None, report: ReadReport) -> list[Example]:
         path = self.file(split, data_dir)
         report.files.append(str(path))
+        key = self._key(split, data_dir, report)
         lines = read_lines(path)
         known = set(SEMEVAL_LABELS)
         out, seen, i = [], set(), 0
@@ -111,10 +147,21 @@ class SemEvalDataset(FileDataset):
                 quoted = quoted[1:-1]
             label_line = lines[i + 1].strip() if i + 1 < len(lines) else ""
             if not label_line or _SENTENCE.match(label_line) or label_line.startswith("Comment"):
-                raise DataFormatError(path, "the label line after the sentence is missing", record=where,
-                                      field="relation")
-            label = self._check_label(label_line, known, path, f"line {i + 2} (id {sid})", "relation")
-            i += 2
+                if key is None:
+                    raise DataFormatError(path, "the label line after the sentence is missing (for a file "
+                                          "without labels, give its answer key in data.dataset.keys)",
+                                          record=where, field="relation")
+                if sid not in key:
+                    raise DataFormatError(report.files[-1], f"id {sid} of {path.name} is not in the answer key",
+                                          field="id")
+                label = key[sid]
+                i += 1
+            else:
+                label = self._check_label(label_line, known, path, f"line {i + 2} (id {sid})", "relation")
+                if key is not None and key.get(sid, label) != label:
+                    raise DataFormatError(path, f"label {label!r} disagrees with the answer key's {key[sid]!r}",
+                                          record=f"line {i + 2} (id {sid})", field="relation")
+                i += 2
             comment = None
             if i < len(lines) and lines[i].startswith("Comment"):
                 comment = lines[i].partition(":")[2].strip() or None
