@@ -129,3 +129,20 @@ def test_genpt_kshot_reproduces_the_published_wiki80_dev_splits(shared_data_dir)
             published, _ = read(ds, f"{k}-{seed}/dev", shared_data_dir)
             assert [(x.tokens, x.relations, x.head, x.tail) for x in ours] == \
                    [(x.tokens, x.relations, x.head, x.tail) for x in published]
+
+
+def test_cli_stats_on_shared_data(shared_data_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from relforge.cli import app
+
+    res = CliRunner().invoke(app, ["data", "stats", "nyt", "--data-dir", str(shared_data_dir), "--split", "test",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    test = json.loads(res.output)["splits"]["test"]
+    assert test["records"] == 5000 and test["examples"] == 6775 and test["multi_relation_pairs"] == 1017
+    assert test["sentences"] == 5000 and test["skipped"] == {}
+    _, rep = read(NYTStarDataset(), "dev", shared_data_dir)
+    assert rep.records == 4999
