@@ -292,7 +292,8 @@ def test_nyt_groups_pairs_finds_spans_and_reports_skips(tmp_path):
         {"text": "Nora Vale moved to Quelport , Ostland , last spring .",
          "triple_list": [["Ostland", "/location/country/capital", "Quelport"],
                          ["Ostland", "/location/location/contains", "Quelport"],
-                         ["Nora Vale", "/people/person/place_lived", "Quelport"]]},
+                         ["Nora Vale", "/people/person/place_lived", "Quelport"],
+                         ["Ostland", "/location/country/capital", "Quelport"]]},
         {"text": "Tourists flock to Cancun , Ostland .",
          "triple_list": [["Ostland", "/location/location/contains", "Cancún"]]},
         {"text": "Nothing about Brill here .",
@@ -308,6 +309,7 @@ def test_nyt_groups_pairs_finds_spans_and_reports_skips(tmp_path):
     assert ex[2].tail.text == "Cancun" and ex[2].meta["accent_folded"]
     rep = ds.reports["test"]
     assert rep.records == 3 and rep.skipped == {"entity not found in the sentence": 1}
+    assert rep.notes == ["1 repeated triple(s) merged (a pair's relations are a set)"]
     assert "'Ostland'" in rep.skipped_examples["entity not found in the sentence"][0]
     assert_sound(ex)
     na = NYTDataset(NYTDataset.Settings(path=str(tmp_path), na_pairs=True))

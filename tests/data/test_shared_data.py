@@ -52,6 +52,7 @@ def test_nyt(shared_data_dir):
     # 6,775 entity pairs, 1,017 of them with two or more relations; none lost
     assert len(test) + rep.total_skipped == 6775 and rep.total_skipped == 0
     assert sum(1 for ex in test if len(ex.relations) >= 2) == 1017
+    assert rep.notes == ["496 repeated triple(s) merged (a pair's relations are a set)"]
     dev, rep = read(ds, "dev", shared_data_dir)
     assert rep.records == 5000
     star, rep = read(NYTStarDataset(), "test", shared_data_dir)

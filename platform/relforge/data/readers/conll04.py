@@ -57,6 +57,7 @@ class CoNLL04Dataset(FileDataset):
             raise DataFormatError(path, "expected a non-empty JSON list of sentences")
         known = set(self.relation_labels(data_dir))
         out = []
+        duplicates = 0
         for i, rec in enumerate(data):
             oid = rec.get("orig_id") if isinstance(rec, dict) else None
             where = f"record {i}" + (f" (orig_id {oid})" if oid is not None else "")
@@ -80,7 +81,9 @@ class CoNLL04Dataset(FileDataset):
                         raise DataFormatError(path, f"entity index {idx} out of range ({len(ents)} entities)",
                                               record=where, field=f"{f}.{name}")
                 label = self._check_label(rel.get("type"), known, path, where, f"{f}.type")
-                pairs.setdefault((h, t), set()).add(label)
+                rels = pairs.setdefault((h, t), set())
+                duplicates += label in rels
+                rels.add(label)
             todo = list(pairs.items())
             if self.settings.na_pairs:
                 todo += [((h, t), set()) for h in range(len(ents)) for t in range(len(ents))
@@ -91,4 +94,6 @@ class CoNLL04Dataset(FileDataset):
                     meta["orig_id"] = oid
                 out.append(Example(id=f"{split}-{i}-{h}-{t}", text=text, tokens=tokens, head=ents[h], tail=ents[t],
                                    relations=frozenset(rels), sent_id=f"{split}-{i}", meta=meta))
+        if duplicates:
+            report.notes.append(f"{duplicates} repeated relation(s) merged (a pair's relations are a set)")
         return out

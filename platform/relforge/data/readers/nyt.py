@@ -88,6 +88,7 @@ class NYTDataset(FileDataset):
             raise DataFormatError(path, "expected a non-empty JSON list of {text, triple_list} records")
         known = set(self.relation_labels(data_dir))
         out: list[Example] = []
+        duplicates = 0
         for i, rec in enumerate(data):
             where = f"record {i}"
             report.records += 1
@@ -103,7 +104,9 @@ class NYTDataset(FileDataset):
                     raise DataFormatError(path, f"expected [subject, relation, object] strings, got {tr!r}",
                                           record=where, field=f"triple_list[{j}]")
                 self._check_label(tr[1], known, path, where, f"triple_list[{j}][1]")
-                pairs.setdefault((tr[0], tr[2]), set()).add(tr[1])
+                rels = pairs.setdefault((tr[0], tr[2]), set())
+                duplicates += tr[1] in rels
+                rels.add(tr[1])
             found: dict[str, tuple[list[int], bool]] = {}
             for name in {n for p in pairs for n in p}:
                 found[name] = self._find(tokens, folded, name)
@@ -150,6 +153,8 @@ class NYTDataset(FileDataset):
                             k += 1
                             if ex is not None:
                                 out.append(ex)
+        if duplicates:
+            report.notes.append(f"{duplicates} repeated triple(s) merged (a pair's relations are a set)")
         return out
 
 
