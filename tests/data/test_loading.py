@@ -82,6 +82,8 @@ def test_kshot_ratio_and_episodes(jsonl_dir):
     assert not {x.id for x in data.splits["train"]} & {x.id for x in data.splits["dev"]}
     assert "carved" in data.notes[0] and "GenPT" in data.notes[1]
     assert [x.id for x in load_data(c).splits["train"]] == [x.id for x in data.splits["train"]]
+    assert "dev" not in load_data(cfg(jsonl_dir, dev_split=None, sampling={"kind": "kshot", "k": 4,
+                                                                            "seed": 13})).splits
     data = load_data(cfg(jsonl_dir, dev_split=None, sampling={"kind": "ratio", "ratio": 0.1, "seed": 5}))
     assert len(data.splits["train"]) == 6
     data = load_data(cfg(jsonl_dir, dev_split=None,

@@ -213,6 +213,8 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
         splits["train"] = ratio_sample(splits["train"], sampling.ratio, sampling.seed,
                                        stratified=sampling.stratified)
         notes.append(f"{sampling.ratio:.0%} of train sampled with seed {sampling.seed}")
+    if dv is None:  # K-shot sampling draws a dev set the configuration does not want
+        splits.pop("dev", None)
     if te is not None:
         splits["test"] = _read(dataset, te, root, reports, "test")
 
