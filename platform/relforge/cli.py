@@ -111,40 +111,206 @@ def _not_implemented(command: str, issue: str) -> None:
     _fail(f"`relforge {command}` is not implemented yet ({issue}); nothing was run.", code=2)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train(ctx: typer.Context) -> None:
-    """Train a model from a config: relforge train CONFIG \\[key=value ...]."""
-    _not_implemented("train", "the training engine is issue #5")
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def evaluate(ctx: typer.Context) -> None:
-    """Evaluate a trained run or model on a data split."""
-    _not_implemented("evaluate", "the training engine is issue #5")
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def predict(ctx: typer.Context) -> None:
-    """Predict relations for a JSON-lines file (or stdin) with a trained model."""
-    _not_implemented("predict", "the training engine is issue #5")
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench(ctx: typer.Context) -> None:
-    """Run a benchmark suite (methods x data sets x settings x seeds)."""
-    _not_implemented("bench", "benchmark suites are issue #9")
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def quickstart(ctx: typer.Context) -> None:
-    """Train and compare every method on the embedded data set (alias of the quickstart suite)."""
-    _not_implemented("quickstart", "the quickstart is issue #5")
+DataDirOption = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="Folder holding the data sets (default: data.data_dir, then $RELFORGE_DATA_DIR).")]
 
 
 @app.command()
-def ui() -> None:
+def train(
+    args: Annotated[list[str], typer.Argument(help="Config files (YAML) and key=value overrides, in order.")],
+    data_dir: DataDirOption = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="The run folder "
+                          "(default: <output_dir>/<name>-<id>); an existing one is resumed.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume",
+                      help="Resume from the run folder's last checkpoint.")] = True,
+) -> None:
+    """Train a model from a config: relforge train CONFIG \\[key=value ...]."""
+    from relforge.config import ConfigError, load_config
+    from relforge.data.errors import DataError
+    from relforge.engine.pipeline import train_run
+    from relforge.engine.trainer import NonFiniteLossError
+
+    files, overrides = _split_args(args)
+    try:
+        resolved = load_config(files, overrides)
+        outcome = train_run(resolved, data_dir=data_dir, output_dir=output_dir, resume=resume)
+    except (ConfigError, DataError, NonFiniteLossError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(f"run folder: {outcome.output_dir}\nmodel: {outcome.model_dir}", highlight=False)
+    if outcome.dev_metrics:
+        _print_metrics("dev", outcome.dev_metrics)
+    if outcome.test_metrics:
+        _print_metrics("test", outcome.test_metrics)
+
+
+def _model_folder(path: Path) -> Path:
+    from relforge.engine.models import META_FILE
+
+    for candidate in (path, path / "best"):
+        if (candidate / META_FILE).exists():
+            return candidate
+    _fail(f"{path} is neither a model folder (with {META_FILE}) nor a run folder with best/")
+    raise AssertionError
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A run folder or a model folder (its best/).")],
+    data: Annotated[Optional[str], typer.Option("--data", help="A dataset name, or a JSON-lines file in the "
+                    "generic format (default: the run's own dataset).")] = None,
+    split: Annotated[str, typer.Option("--split", help="The split to evaluate.")] = "test",
+    data_dir: DataDirOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write predictions (JSON lines).")] = None,
+) -> None:
+    """Evaluate a trained run or model on a data split."""
+    from relforge.data.errors import DataError
+    from relforge.data.export import write_predictions_jsonl
+    from relforge.data.loading import load_data
+    from relforge.engine.extractor import Extractor
+    from relforge.engine.pipeline import predict_sets
+
+    folder = _model_folder(model)
+    ex = Extractor.from_pretrained(folder)
+    data_cfg = ex.resolved.run.data.model_dump()
+    if data is not None:
+        if data.endswith((".jsonl", ".json")) or Path(data).is_file():
+            f = Path(data).resolve()
+            data_cfg["dataset"] = {"name": "relforge.jsonl", "path": str(f.parent), "files": {split: f.name},
+                                   "no_relation": ex.model.no_relation}
+        else:
+            data_cfg["dataset"] = {"name": data}
+    data_cfg.update({"train_split": None, "dev_split": None, "test_split": split, "sampling": {}})
+    try:
+        loaded = load_data(data_cfg, data_dir=data_dir)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    examples = loaded.splits["test"]
+    preds, _ = predict_sets(ex.model, examples, ex.resolved, ex.resolved.run.train.eval_batch_size)
+    metrics = loaded.evaluate("test", preds)
+    _print_metrics(f"{split} ({len(examples)} examples)", metrics)
+    if output is not None:
+        write_predictions_jsonl(output, examples, preds, no_relation=loaded.no_relation)
+        console.print(f"predictions: {output}", highlight=False)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A run folder or a model folder.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="JSON lines in the generic format; - for stdin.")] = "-",
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write predictions; - for stdout.")] = "-",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+) -> None:
+    """Predict relations for a JSON-lines file (or stdin) with a trained model."""
+    import sys
+
+    from relforge.data.errors import DataError
+    from relforge.engine.extractor import Extractor
+
+    folder = _model_folder(model)
+    text = sys.stdin.read() if input == "-" else Path(input).read_text(encoding="utf-8-sig")
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                _fail(f"{input}:{n}: not valid JSON: {exc}")
+    try:
+        rows = Extractor.from_pretrained(folder).predict(records, batch_size=batch_size)
+    except (DataError, ValueError) as exc:
+        _fail(str(exc))
+    out = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if output == "-":
+        sys.stdout.write(out)
+    else:
+        Path(output).write_text(out, encoding="utf-8")
+        err_console.print(f"{len(rows)} predictions written to {output}", highlight=False)
+
+
+def _suite_path(suite: str) -> Path:
+    """A suite file, or a suite name looked up in ./benchmarks/suites and in
+    the source tree's benchmarks/suites."""
+    p = Path(suite)
+    if p.is_file():
+        return p
+    here = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+    for folder in (Path("benchmarks") / "suites", here):
+        for candidate in (folder / suite, folder / f"{suite}.yaml"):
+            if candidate.is_file():
+                return candidate
+    _fail(f"suite {suite!r} not found (looked for the file, and in benchmarks/suites/ here and in {here})")
+    raise AssertionError
+
+
+@app.command()
+def bench(
+    suite: Annotated[str, typer.Argument(help="A suite file (YAML) or the name of one in benchmarks/suites/.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides for every cell.")] = None,
+    data_dir: DataDirOption = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where the cells' run folders go.")] = Path(
+        "runs/bench"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the cells and stop.")] = False,
+) -> None:
+    """Run a benchmark suite (methods x data sets x settings x seeds) and print a comparison table."""
+    from relforge.bench.runner import run_suite
+    from relforge.bench.suite import expand, read_suite
+    from relforge.config import ConfigError
+
+    try:
+        spec = read_suite(_suite_path(suite))
+        if dry_run:
+            for cell in expand(spec, extra_overrides=list(overrides or [])):
+                state = f"[red]invalid: {cell.error}[/]" if cell.error else cell.config_hash
+                console.print(f"{cell.cell_id}  {state}", highlight=False)
+            return
+        results = run_suite(spec, output_dir=output_dir, data_dir=data_dir, extra_overrides=list(overrides or []),
+                            console=console)
+    except ConfigError as exc:
+        _fail(str(exc))
+    failed = [r for r in results if r.status == "FAILED"]
+    if failed:
+        _fail(f"{len(failed)} of {len(results)} cells failed: " + "; ".join(
+            f"{r.cell.cell_id}: {r.error}" for r in failed))
+
+
+@app.command()
+def quickstart(
+    data_dir: DataDirOption = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir")] = Path("runs/bench"),
+) -> None:
+    """Train and compare every method on the embedded data set (the quickstart suite)."""
+    bench("quickstart", None, data_dir=data_dir, output_dir=output_dir, dry_run=False)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option("--port")] = 5000,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, "
+                            "else sqlite:///mlflow.db in this folder.")] = None,
+) -> None:
     """Start the MLflow UI on 127.0.0.1 for the run store."""
-    _not_implemented("ui", "MLflow tracking is issue #5")
+    import subprocess
+    import sys
+
+    from relforge.tracking.mlflow_tracker import artifact_location_for, default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port)]
+    root = artifact_location_for(uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    console.print(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl-C to stop)", highlight=False)
+    raise typer.Exit(subprocess.call(cmd))
 
 
 def main() -> None:

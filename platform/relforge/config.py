@@ -94,8 +94,9 @@ class TrainConfig(_Strict):
     #: write the resumable checkpoint every epoch, or every N optimizer steps
     save_every: Literal["epoch"] | int = "epoch"
     early_stopping_patience: int | None = Field(None, gt=0)
-    #: the dev metric that selects the best checkpoint, and whether higher is better
-    select_metric: str = "micro_f1"
+    #: the dev metric that selects the best checkpoint ("auto": the data set's
+    #: headline metric), and whether higher is better
+    select_metric: str = "auto"
     select_mode: Literal["max", "min"] = "max"
     #: log the running training loss every N optimizer steps
     log_every: int = Field(10, gt=0)
@@ -109,6 +110,14 @@ class TrackingConfig(_Strict):
     experiment: str = "relforge"
     tracking_uri: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DecisionSettings(_Strict):
+    """How a ranking becomes a set of relations (see relforge.engine.decision)."""
+
+    mode: Literal["argmax", "threshold"] = "argmax"
+    threshold: float = Field(0.5, gt=0, le=1)
+    fallback_top1: bool = True
 
 
 class RunConfig(_Strict):
@@ -125,6 +134,7 @@ class RunConfig(_Strict):
     pretraining: list[ComponentRef] = Field(default_factory=list)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
     #: free-form method-specific options that are not components
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,1 @@
+"""Benchmark suites: a matrix of runs, a parent MLflow run, a comparison table."""

@@ -1,0 +1,145 @@
+"""Suite files and their expansion into cells.
+
+A suite is YAML::
+
+    name: quickstart
+    description: every method on the embedded data set
+    base:                       # configuration shared by every cell
+      data: {dataset: quickstart}
+      train: {epochs: 2}
+    matrix:                     # key path -> values; the cells are the product
+      method: all               # "all": every registered method
+      seed: [13, 42]
+    exclude:                    # cells to leave out (all listed coordinates match)
+      - {method: tkre, data.dataset: nyt}
+    overrides:                  # extra settings for the cells that match `when`
+      - when: {method: generative_ce}
+        set: {decoder.num_beams: 2}
+    metrics: [test/micro_f1]    # what the comparison table shows
+
+A cell's configuration is: method defaults < ``base`` < its coordinates <
+matching ``overrides`` (validated like any run configuration).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from relforge.config import ConfigError, ResolvedConfig, load_config
+
+
+class _When(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    when: dict[str, Any] = Field(default_factory=dict)
+    set: dict[str, Any]
+
+
+class SuiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)
+    matrix: dict[str, Any] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    overrides: list[_When] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=lambda: ["test/micro_f1"])
+
+
+@dataclass
+class Cell:
+    coordinates: dict[str, Any]
+    overrides: list[str]
+    resolved: ResolvedConfig | None = None
+    error: str | None = None
+    config_hash: str = ""
+
+    @property
+    def cell_id(self) -> str:
+        parts = [f"{k.split('.')[-1]}={_short(v)}" for k, v in self.coordinates.items()]
+        return ",".join(parts) or "default"
+
+
+@dataclass
+class Suite:
+    spec: SuiteFile
+    path: Path | None
+    cells: list[Cell] = field(default_factory=list)
+
+
+def _short(v: Any) -> str:
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+
+
+def _matches(coords: Mapping[str, Any], pattern: Mapping[str, Any]) -> bool:
+    return all(k in coords and coords[k] == v for k, v in pattern.items())
+
+
+def config_hash(data: Mapping[str, Any]) -> str:
+    """A stable hash of a resolved configuration (tracking and names left out,
+    so that where a run is logged does not change which run it is)."""
+    relevant = {k: v for k, v in data.items() if k not in ("tracking", "name", "output_dir")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_suite(path: str | Path) -> SuiteFile:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return SuiteFile.model_validate(raw or {})
+    except ValidationError as exc:
+        from relforge.config import format_validation_error
+
+        raise ConfigError(f"{path}: invalid suite:\n  " + "\n  ".join(format_validation_error(exc))) from None
+
+
+def expand(spec: SuiteFile, *, registry=None, extra_overrides: list[str] = ()) -> list[Cell]:
+    """The suite's cells in a stable order, each resolved and validated (a
+    cell whose configuration is invalid carries the error instead)."""
+    from relforge.components import ComponentKind
+    from relforge.registry import get_registry
+
+    registry = registry or get_registry()
+    axes: dict[str, list[Any]] = {}
+    for key, values in spec.matrix.items():
+        if key == "method" and values == "all":
+            values = [c.name for c in registry.components(ComponentKind.METHOD)]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"suite {spec.name!r}: matrix.{key} must be a non-empty list (or 'all' for method)")
+        axes[key] = values
+    cells = []
+    for combo in itertools.product(*axes.values()) if axes else [()]:
+        coords = dict(zip(axes, combo))
+        if any(_matches(coords, ex) for ex in spec.exclude):
+            continue
+        overrides = [f"{k}={_yaml_value(v)}" for k, v in coords.items()]
+        for o in spec.overrides:
+            if _matches(coords, o.when):
+                overrides += [f"{k}={_yaml_value(v)}" for k, v in o.set.items()]
+        overrides += list(extra_overrides)
+        cell = Cell(coordinates=coords, overrides=overrides)
+        try:
+            cell.resolved = load_config([], overrides, registry=registry, base=spec.base)
+            cell.config_hash = config_hash(cell.resolved.data)
+        except ConfigError as exc:
+            cell.error = str(exc)
+        cells.append(cell)
+    return cells
+
+
+def _yaml_value(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)

@@ -1,0 +1,194 @@
+"""One run end to end: data -> model -> pretraining -> training -> evaluation -> tracking.
+
+``train_run`` is what ``relforge train`` and every benchmark cell call.
+"""
+from __future__ import annotations
+
+import csv
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from relforge.config import ResolvedConfig
+from relforge.data.example import Example
+from relforge.engine.decision import decide
+
+
+@dataclass
+class RunOutcome:
+    output_dir: Path
+    model_dir: Path | None
+    dev_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    tracking: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def headline_metric(metric: str) -> str:
+    return "official_macro_f1" if metric == "semeval" else "micro_f1"
+
+
+def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int):
+    rankings = model.rank(examples, batch_size=batch_size)
+    no_rel = model.no_relation
+    return [decide(r, no_rel, resolved.run.decision) for r in rankings], rankings
+
+
+def run_tags(resolved: ResolvedConfig, data, registry) -> dict[str, str]:
+    run = resolved.run
+    sampling = data.sampling.model_dump() if hasattr(data.sampling, "model_dump") else {}
+    tags = {"method": run.method or "(none)", "dataset": run.data.dataset.name if run.data.dataset else "",
+            "seed": str(run.seed), "backbone": run.model.backbone, "sampling": sampling.get("kind", "none"),
+            "split": ",".join(f"{k}={len(v)}" for k, v in data.splits.items())}
+    for key in ("k", "ratio", "n"):
+        if key in sampling:
+            tags[f"sampling.{key}"] = str(sampling[key])
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
+        if commit:
+            tags["git_commit"] = commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for name, info in registry.plugins.items():
+        tags[f"plugin.{name}"] = str(info.version)
+    return tags
+
+
+def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path | None = None,
+              output_dir: str | Path | None = None, resume: bool = True, tags: Mapping[str, str] | None = None,
+              progress: bool = True) -> RunOutcome:
+    from accelerate.utils import set_seed
+
+    from relforge.data.export import write_predictions_jsonl
+    from relforge.data.loading import load_data
+    from relforge.engine.build import build_model, load_saved
+    from relforge.engine.trainer import Trainer
+    from relforge.registry import get_registry
+    from relforge.run import Run
+
+    registry = registry or get_registry()
+    run_cfg = resolved.run
+    t0 = time.perf_counter()
+    set_seed(run_cfg.seed)
+    data = load_data(run_cfg.data, registry, data_dir=data_dir)
+    if "train" not in data.splits:
+        raise ValueError("data.train_split is not set: `relforge train` needs training data")
+    label_words = {lab: data.verbalizer.words[lab] for lab in data.labels}
+    model = build_model(resolved, labels=data.labels, label_words=label_words, no_relation=data.no_relation,
+                        registry=registry)
+    select = run_cfg.train.select_metric
+    if select == "auto":
+        select = headline_metric(data.metric)
+    train_settings = run_cfg.train.model_copy(update={"select_metric": select})
+    all_tags = {**run_tags(resolved, data, registry), **(tags or {})}
+    name = run_cfg.name or f"{run_cfg.method or 'run'}-{all_tags['dataset'].split('.')[-1]}-s{run_cfg.seed}"
+    with Run(resolved, registry=registry, output_dir=output_dir, name=name, tags=all_tags) as run:
+        for note in data.notes:
+            print(f"data: {note}")
+        for i, (path, stage_ref) in enumerate(
+                [(f"pretraining.{i}", ref) for i, ref in enumerate(run_cfg.pretraining)]):
+            comp_name, settings = resolved.components[path]
+            stage = registry.create("pretraining_stage", comp_name, settings)
+            print(f"pretraining stage {i + 1}/{len(run_cfg.pretraining)}: {comp_name}")
+            model = stage.run(model, model.tokenizer, data.splits["train"],
+                              {"run": run, "data": data, "output_dir": run.output_dir / f"pretraining-{i}",
+                               "seed": run_cfg.seed, "resolved": resolved, "registry": registry}) or model
+        meta = {"config": resolved.data, "relforge_run_id": run.run_id}
+        dev = data.splits.get("dev")
+        batch_size = run_cfg.train.eval_batch_size
+
+        def evaluate_dev(m) -> dict[str, float]:
+            preds, _ = predict_sets(m, dev, resolved, batch_size)
+            return data.evaluate("dev", preds)
+
+        trainer = Trainer(model, model.features(data.splits["train"], training=True), model.collate,
+                          train_settings, run.output_dir, seed=run_cfg.seed,
+                          evaluate_fn=evaluate_dev if dev else None,
+                          save_best_fn=lambda m, d: m.save(d, meta), run=run, progress=progress)
+        result = trainer.train(resume=resume)
+        best_dir = result.best_dir
+        dev_metrics = {k: v for k, v in result.last_metrics.items()}
+        if result.state.best_metric is not None:
+            dev_metrics[f"best_{select}"] = result.state.best_metric
+        test_metrics: dict[str, float] = {}
+        if "test" in data.splits and best_dir is not None:
+            best_model, _, _ = load_saved(best_dir, registry=registry)
+            best_model.to(next(model.parameters()).device)
+            preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size)
+            test_metrics = data.evaluate("test", preds)
+            run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, result.state.global_step)
+            pred_path = write_predictions_jsonl(
+                run.output_dir / "predictions-test.jsonl", data.splits["test"], preds,
+                scores=[{c.label: round(c.score, 5) for c in r[:5]} for r in rankings], no_relation=data.no_relation)
+            run.log_artifact(pred_path, "predictions")
+            for path in write_label_report(run.output_dir, data.splits["test"], preds, data.labels,
+                                           data.no_relation):
+                run.log_artifact(path, "reports")
+        if dev_metrics:
+            run.log_metrics({f"final_dev/{k}": v for k, v in dev_metrics.items()}, result.state.global_step)
+        outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
+                             time.perf_counter() - t0)
+    return outcome
+
+
+def write_label_report(folder: Path, examples: Sequence[Example], predictions: Sequence[frozenset[str]],
+                       labels: Sequence[str], no_relation: str | None) -> list[Path]:
+    """A per-label precision/recall/F1 table (CSV) and a confusion-matrix
+    figure (PNG). For pairs with several relations the matrix counts every
+    (gold, predicted) combination; no relation is shown as its own label."""
+    na = no_relation or "(none)"
+    names = [na] + [lab for lab in labels if lab != no_relation]
+    index = {lab: i for i, lab in enumerate(names)}
+    counts = {lab: Counter() for lab in names}
+    matrix = torch.zeros(len(names), len(names), dtype=torch.long)
+    for ex, pred in zip(examples, predictions):
+        gold = set(ex.relations)
+        for lab in names[1:]:
+            if lab in gold and lab in pred:
+                counts[lab]["tp"] += 1
+            elif lab in pred:
+                counts[lab]["fp"] += 1
+            elif lab in gold:
+                counts[lab]["fn"] += 1
+        for g in (gold or {na}):
+            for p in (pred or {na}):
+                matrix[index[g], index[p]] += 1
+    table = folder / "per-label-test.csv"
+    with table.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["label", "support", "precision", "recall", "f1", "tp", "fp", "fn"])
+        for lab in names[1:]:
+            c = counts[lab]
+            p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
+            r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
+            f = 2 * p * r / (p + r) if p + r else 0.0
+            w.writerow([lab, c["tp"] + c["fn"], f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", c["tp"], c["fp"], c["fn"]])
+    figure = folder / "confusion-test.png"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.35 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix.numpy(), cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    if len(names) <= 25:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
+    return [table, figure]

@@ -1,0 +1,1 @@
+"""The quickstart: an embedded, generated data set and the suite that uses it."""

@@ -1,0 +1,106 @@
+"""End to end: train, evaluate, save, load and predict; MLflow receives the run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from relforge.cli import app
+from relforge.config import load_config
+from relforge.engine.extractor import Extractor
+from relforge.engine.pipeline import train_run
+
+SMALL = ["data.dataset.train_size=48", "data.dataset.dev_size=12", "data.dataset.test_size=12",
+         "train.batch_size=8", "train.eval_batch_size=16", "model.max_source_length=48", "train.log_every=1"]
+
+
+def config(method, backbone, *extra):
+    return load_config([], [f"method={method}", "data.dataset=quickstart", f"model.backbone={backbone}",
+                            *SMALL, *extra])
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_generative_baseline_trains_evaluates_logs_and_round_trips(tiny_t5_dir, tmp_path, store):
+    cfg = config("generative_ce", tiny_t5_dir, "train.epochs=4", "train.learning_rate=3e-3",
+                 "decoder.num_beams=2", "tracking.experiment=pipeline-test")
+    out = train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    assert out.model_dir == tmp_path / "run" / "best"
+    assert {"micro_f1", "precision", "recall"} <= set(out.test_metrics)
+    # the training loss fell
+    run = store.get_run(out.tracking["run_id"])
+    losses = [m.value for m in store.get_metric_history(run.info.run_id, "train/loss")]
+    steps = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())["global_step"]
+    # 48 pairs, some with two relations: one training feature per gold relation
+    assert steps == 4 * 7 and len(losses) == steps
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+    # params, tags, metrics and artifacts
+    assert run.data.params["method"] == "generative_ce"
+    assert run.data.params["decoder.name"] == "relforge.trie-beam"
+    tags = run.data.tags
+    assert tags["method"] == "generative_ce" and tags["dataset"] == "quickstart" and tags["seed"] == "42"
+    assert tags["backbone"] == str(tiny_t5_dir) and "plugin.cptuning" in tags and "git_commit" in tags
+    assert "test/micro_f1" in run.data.metrics and "dev/micro_f1" in run.data.metrics
+    arts = {a.path for a in store.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "predictions", "reports"} <= arts
+    reports = {a.path for a in store.list_artifacts(run.info.run_id, "reports")}
+    assert reports == {"reports/per-label-test.csv", "reports/confusion-test.png"}
+    # the saved model predicts what the run predicted
+    saved = read_jsonl(tmp_path / "run" / "predictions-test.jsonl")
+    ex = Extractor.from_pretrained(out.model_dir, device="cpu")
+    from relforge.data.loading import load_data
+
+    test = load_data(cfg.run.data).splits["test"]
+    again = ex.predict(test)
+    assert [r["relations"] for r in again] == [r["prediction"] for r in saved]
+    assert set(ex.labels) == {"no_relation", "born_in", "lives_in", "works_for", "founded", "located_in"}
+
+
+def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = config("marker_classifier", tiny_bert_dir, "train.epochs=3", "train.learning_rate=1e-3",
+                 "tracking.trackers=[]")
+    out = train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["global_step"] == 18 and state["finished"]
+    saved_cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved_cfg["template"]["name"] == "relforge.typed_markers"
+    records = [{"id": "a", "text": "Kalo Veri was born in Tormont .", "head": {"start": 0, "end": 9, "type": "PER"},
+                "tail": {"start": 22, "end": 29, "type": "LOC"}},
+               {"id": "b", "tokens": ["Sana", "Labs", "is", "based", "in", "Ulford", "."],
+                "head": {"token_start": 0, "token_end": 2, "type": "ORG"},
+                "tail": {"token_start": 5, "token_end": 6, "type": "LOC"}}]
+    stdin = "".join(json.dumps(r) + "\n" for r in records)
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--output", "-"], input=stdin)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b"] and rows[1]["head"] == "Sana Labs"
+    python_rows = Extractor.from_pretrained(out.model_dir, device="cpu").predict(records)
+    assert [r["relations"] for r in rows] == [r["relations"] for r in python_rows]
+    # evaluate on a JSON-lines file in the generic format
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({**r, "relations": ["born_in"] if r["id"] == "a" else ["located_in"]}) + "\n"
+                            for r in records))
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(gold),
+                                   "--output", str(tmp_path / "p.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert "micro_f1" in res.stdout and len(read_jsonl(tmp_path / "p.jsonl")) == 2
+
+
+def test_train_cli_reports_bad_config_and_missing_model(tmp_path):
+    res = CliRunner().invoke(app, ["train", "method=generative_ce", "train.epochz=1"])
+    assert res.exit_code == 1 and "train.epochz: unknown key" in res.output
+    res = CliRunner().invoke(app, ["predict", str(tmp_path)])
+    assert res.exit_code == 1 and "neither a model folder" in res.output
