@@ -265,8 +265,10 @@ def part_end_to_end(quick: bool) -> None:
 
     same = all(torch.equal(a, b) for a, b in zip(run(True), run(False)))
     reps = 1 if quick else 3
-    t_ours = timeit(lambda: run(True), min_reps=reps, min_time=0)
-    t_hf = timeit(lambda: run(False), min_reps=reps, min_time=0)
+    nothing = lambda: None  # noqa: E731
+    t = timeit_interleaved({"ours": (nothing, lambda: run(True)), "hf": (nothing, lambda: run(False))},
+                           min_rounds=reps, min_time=0)
+    t_ours, t_hf = t["ours"], t["hf"]
     # time spent inside the logits processor alone (an instrumented extra run of each)
     from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
 
@@ -293,7 +295,8 @@ def part_end_to_end(quick: bool) -> None:
           "hf_sent_per_s": round(n_sent / t_hf, 2), "ours_sent_per_s": round(n_sent / t_ours, 2),
           "speedup": round(t_hf / t_ours, 2),
           "hf_processor_share": round(spent["hf"] / t_hf, 3), "ours_processor_share": round(spent["ours"] / t_ours, 3),
-          "processor_speedup": round(spent["hf"] / max(spent["ours"], 1e-9), 1)})
+          "processor_speedup": round(spent["hf"] / max(spent["ours"], 1e-9), 1),
+          "loadavg_1min": round(os.getloadavg()[0], 2)})
 
     # scoring: batched (one pass gives exact and SuRE scores) vs the per-node loop
     n_score = 8 if quick else 32
@@ -307,18 +310,21 @@ def part_end_to_end(quick: bool) -> None:
         return torch.cat([r.branch for r in res])
 
     ref = sure_loop(model, trie, enc_all.input_ids, enc_all.attention_mask, start)
-    t_loop = timeit(lambda: sure_loop(model, trie, enc_all.input_ids, enc_all.attention_mask, start),
-                    min_reps=1, min_time=0)
+    t = timeit_interleaved({"loop": (nothing, lambda: sure_loop(model, trie, enc_all.input_ids,
+                                                                   enc_all.attention_mask, start)),
+                            "sure": (nothing, lambda: batched(False)), "exact": (nothing, lambda: batched(True))},
+                           min_rounds=1 if quick else 2, min_time=0)
+    t_loop = t["loop"]
     for exact in (False, True):
         branch = batched(exact)
         same_rank = torch.equal(torch.argsort(branch, dim=1, descending=True, stable=True),
                                 torch.argsort(ref, dim=1, descending=True, stable=True))
-        t_batched = timeit(lambda: batched(exact), min_reps=reps, min_time=0)
+        t_batched = t["exact" if exact else "sure"]
         emit({"part": "scoring", "device": "cpu", "model": "minilm-enc-dec", "trie": "tacred42",
               "batched": "exact+sure" if exact else "sure", "examples": n_score,
               "identical_rankings": same_rank, "max_abs_diff": round(float((branch - ref).abs().max()), 6),
               "loop_ex_per_s": round(n_score / t_loop, 2), "batched_ex_per_s": round(n_score / t_batched, 2),
-              "speedup": round(t_loop / t_batched, 2)})
+              "speedup": round(t_loop / t_batched, 2), "loadavg_1min": round(os.getloadavg()[0], 2)})
 
 
 # --- part 3 ----------------------------------------------------------------
