@@ -79,3 +79,13 @@ def test_not_inplace_leaves_the_input_alone():
     scores = torch.zeros(1, 8)
     out = TrieLogitsProcessor(trie, inplace=False)(torch.tensor([[0]]), scores)
     assert scores.isfinite().all() and out.isfinite().sum() == 1
+
+
+def test_sentinel_prefix_is_generated_before_every_label(tiny_t5):
+    model, tok = tiny_t5
+    sentinel = tok.convert_tokens_to_ids("<extra_id_0>")
+    trie = LabelTrie.from_texts(tok, {r: r for r in RELATIONS[:6]}, prefix_ids=[sentinel])
+    proc = CheckingProcessor(trie, num_beams=3)
+    out = _generate(model, tok, trie, proc, 3, n=2)
+    assert bool((out[:, 1] == sentinel).all())
+    assert all(len(trie.match(row[1:].tolist())) == 1 for row in out)
