@@ -10,6 +10,7 @@ tokenizer and pair set.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -202,7 +203,7 @@ class ConstrainedGenerationDecoder(_BatchedDecoder):
                 continue  # a dead beam (only possible with fewer candidates than beams)
             n = len(trie.sequences[matched[0]])
             total = float(tok_lp[r, :n].sum())
-            if not torch.isfinite(torch.tensor(total)):
+            if not math.isfinite(total):
                 continue
             score = total / (n ** s.length_penalty)
             seen = {c.label for c in results[i]}
