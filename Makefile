@@ -8,7 +8,7 @@ setup:
 	./scripts/setup.sh
 
 quickstart: setup
-	$(PY) -m relforge plugins
+	$(PY) -m relforge quickstart
 
 test: setup
 	$(PY) -m pytest -q

@@ -294,6 +294,7 @@ def quickstart(
 @app.command()
 def ui(
     port: Annotated[int, typer.Option("--port")] = 5000,
+    workers: Annotated[int, typer.Option("--workers", help="Web server worker processes.")] = 1,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, "
                             "else sqlite:///mlflow.db in this folder.")] = None,
 ) -> None:
@@ -303,14 +304,20 @@ def ui(
 
     from relforge.tracking.mlflow_tracker import artifact_location_for, default_tracking_uri
 
+    import os
+
     uri = tracking_uri or default_tracking_uri()
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(port)]
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers)]
     root = artifact_location_for(uri)
     if root:
         cmd += ["--default-artifact-root", root]
     console.print(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl-C to stop)", highlight=False)
-    raise typer.Exit(subprocess.call(cmd))
+    env = dict(os.environ)
+    # MLflow's server-side job runner (GenAI evaluation jobs) is of no use to
+    # RelForge and starts a pool of worker processes: keep it off unless asked for
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 def main() -> None:

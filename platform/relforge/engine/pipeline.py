@@ -40,13 +40,13 @@ def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, b
     return [decide(r, no_rel, resolved.run.decision) for r in rankings], rankings
 
 
-def run_tags(resolved: ResolvedConfig, data, registry) -> dict[str, str]:
+def run_tags(resolved: ResolvedConfig, registry) -> dict[str, str]:
     run = resolved.run
-    sampling = data.sampling.model_dump() if hasattr(data.sampling, "model_dump") else {}
+    sampling = dict(run.data.sampling or {})
     tags = {"method": run.method or "(none)", "dataset": run.data.dataset.name if run.data.dataset else "",
-            "seed": str(run.seed), "backbone": run.model.backbone, "sampling": sampling.get("kind", "none"),
-            "split": ",".join(f"{k}={len(v)}" for k, v in data.splits.items())}
-    for key in ("k", "ratio", "n"):
+            "seed": str(run.seed), "backbone": run.model.backbone, "sampling": str(sampling.get("kind", "none")),
+            "split": f"train={run.data.train_split},dev={run.data.dev_split},test={run.data.test_split}"}
+    for key in ("k", "ratio", "n", "seed"):
         if key in sampling:
             tags[f"sampling.{key}"] = str(sampling[key])
     try:
@@ -64,6 +64,9 @@ def run_tags(resolved: ResolvedConfig, data, registry) -> dict[str, str]:
 def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path | None = None,
               output_dir: str | Path | None = None, resume: bool = True, tags: Mapping[str, str] | None = None,
               progress: bool = True) -> RunOutcome:
+    """Train and evaluate one configuration. The run (and its tracking) starts
+    first, so a failure anywhere (data, model, training) is recorded as a
+    failed run with its error."""
     from accelerate.utils import set_seed
 
     from relforge.data.export import write_predictions_jsonl
@@ -76,24 +79,24 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
     registry = registry or get_registry()
     run_cfg = resolved.run
     t0 = time.perf_counter()
-    set_seed(run_cfg.seed)
-    data = load_data(run_cfg.data, registry, data_dir=data_dir)
-    if "train" not in data.splits:
-        raise ValueError("data.train_split is not set: `relforge train` needs training data")
-    label_words = {lab: data.verbalizer.words[lab] for lab in data.labels}
-    model = build_model(resolved, labels=data.labels, label_words=label_words, no_relation=data.no_relation,
-                        registry=registry)
-    select = run_cfg.train.select_metric
-    if select == "auto":
-        select = headline_metric(data.metric)
-    train_settings = run_cfg.train.model_copy(update={"select_metric": select})
-    all_tags = {**run_tags(resolved, data, registry), **(tags or {})}
+    all_tags = {**run_tags(resolved, registry), **(tags or {})}
     name = run_cfg.name or f"{run_cfg.method or 'run'}-{all_tags['dataset'].split('.')[-1]}-s{run_cfg.seed}"
     with Run(resolved, registry=registry, output_dir=output_dir, name=name, tags=all_tags) as run:
+        set_seed(run_cfg.seed)
+        data = load_data(run_cfg.data, registry, data_dir=data_dir)
+        if "train" not in data.splits:
+            raise ValueError("data.train_split is not set: `relforge train` needs training data")
         for note in data.notes:
             print(f"data: {note}")
-        for i, (path, stage_ref) in enumerate(
-                [(f"pretraining.{i}", ref) for i, ref in enumerate(run_cfg.pretraining)]):
+        run.log_metrics({f"data/{role}_examples": len(exs) for role, exs in data.splits.items()}, 0)
+        label_words = {lab: data.verbalizer.words[lab] for lab in data.labels}
+        model = build_model(resolved, labels=data.labels, label_words=label_words, no_relation=data.no_relation,
+                            registry=registry)
+        select = run_cfg.train.select_metric
+        if select == "auto":
+            select = headline_metric(data.metric)
+        train_settings = run_cfg.train.model_copy(update={"select_metric": select})
+        for i, path in enumerate(f"pretraining.{i}" for i in range(len(run_cfg.pretraining))):
             comp_name, settings = resolved.components[path]
             stage = registry.create("pretraining_stage", comp_name, settings)
             print(f"pretraining stage {i + 1}/{len(run_cfg.pretraining)}: {comp_name}")
@@ -114,7 +117,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
                           save_best_fn=lambda m, d: m.save(d, meta), run=run, progress=progress)
         result = trainer.train(resume=resume)
         best_dir = result.best_dir
-        dev_metrics = {k: v for k, v in result.last_metrics.items()}
+        dev_metrics = dict(result.last_metrics)
         if result.state.best_metric is not None:
             dev_metrics[f"best_{select}"] = result.state.best_metric
         test_metrics: dict[str, float] = {}

@@ -52,6 +52,10 @@ _PATTERNS: list[tuple[tuple[str, ...], str, str, str]] = [
 ]
 
 
+_OPENERS = ["", "", "", "According to the report ,", "Last year ,", "As the magazine noted ,", "In 2019 ,",
+            "Friends say that"]
+
+
 def _name(rng: random.Random, kind: str) -> list[str]:
     def word(n: int) -> str:
         return "".join(rng.choice(_SYL) for _ in range(n)).capitalize()
@@ -67,7 +71,11 @@ def generate(n: int, seed: int, prefix: str) -> list[Example]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        rels, htype, ttype, pattern = _PATTERNS[i % len(_PATTERNS)]
+        rels, htype, ttype, pattern = rng.choice(_PATTERNS)
+        opener = rng.choice(_OPENERS)
+        if opener:
+            pattern = f"{opener} {pattern[0].lower()}{pattern[1:]}" if not pattern.startswith("{") else \
+                f"{opener} {pattern}"
         head, tail, other = _name(rng, htype), _name(rng, ttype), _name(rng, "LOC")
         tokens: list[str] = []
         spans: dict[str, tuple[int, int]] = {}

@@ -1,0 +1,79 @@
+"""Suites: expansion, exclusions, overrides, invalid cells, and a real tiny run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from relforge.bench.runner import run_suite
+from relforge.bench.suite import SuiteFile, expand, read_suite
+from relforge.cli import app
+from relforge.config import ConfigError
+
+
+def test_matrix_exclusions_and_overrides():
+    spec = SuiteFile(name="t", base={"data": {"dataset": "quickstart"}},
+                     matrix={"method": ["generative_ce", "marker_classifier"], "seed": [1, 2, 3]},
+                     exclude=[{"method": "marker_classifier", "seed": 2}],
+                     overrides=[{"when": {"method": "generative_ce"}, "set": {"decoder.num_beams": 3}}])
+    cells = expand(spec)
+    assert [c.cell_id for c in cells] == [
+        "method=generative_ce,seed=1", "method=generative_ce,seed=2", "method=generative_ce,seed=3",
+        "method=marker_classifier,seed=1", "method=marker_classifier,seed=3"]
+    assert all(c.error is None for c in cells)
+    assert cells[0].resolved.settings("decoder").num_beams == 3
+    assert cells[3].resolved.run.seed == 1 and "decoder" not in cells[3].resolved.components
+    assert len({c.config_hash for c in cells}) == 5
+
+
+def test_all_methods_and_invalid_cells():
+    spec = SuiteFile(name="t", matrix={"method": "all", "train.epochs": [1, "lots"]})
+    cells = expand(spec)
+    methods = {c.coordinates["method"] for c in cells}
+    assert {"generative_ce", "marker_classifier"} <= methods
+    bad = [c for c in cells if c.coordinates["train.epochs"] == "lots"]
+    assert bad and all("train.epochs" in c.error for c in bad)
+
+
+def test_suite_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="suite file not found"):
+        read_suite(tmp_path / "nope.yaml")
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({"name": "x", "matrx": {}}))
+    with pytest.raises(ConfigError, match="matrx: unknown key"):
+        read_suite(f)
+
+
+def test_tiny_suite_runs_records_a_failing_cell_and_goes_on(tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    spec = SuiteFile(name="tiny", base={"data": {"dataset": {"name": "quickstart", "train_size": 24, "dev_size": 8,
+                                                             "test_size": 8}},
+                                        "model": {"backbone": str(tiny_bert_dir), "max_source_length": 40},
+                                        "train": {"epochs": 1, "batch_size": 8}},
+                     matrix={"method": ["marker_classifier"], "model.options.dropout": [0.1, "oops"]},
+                     metrics=["test/micro_f1"])
+    results = run_suite(spec, output_dir=tmp_path / "bench")
+    assert [r.status for r in results] == ["FINISHED", "FAILED"]
+    assert "test/micro_f1" in results[0].metrics
+    assert "could not convert" in results[1].error or "oops" in results[1].error
+    summary = json.loads((tmp_path / "bench" / "tiny" / "summary.json").read_text())
+    assert [s["status"] for s in summary] == ["FINISHED", "FAILED"]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("relforge").experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("relforge.role") == "suite")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2
+    assert {r.info.status for r in children} == {"FINISHED", "FAILED"}
+    assert all(r.data.tags["cell.method"] == "marker_classifier" for r in children)
+
+
+def test_bench_dry_run_cli():
+    res = CliRunner().invoke(app, ["bench", "quickstart", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "method=generative_ce,seed=13" in res.stdout
+    res = CliRunner().invoke(app, ["bench", "no-such-suite"])
+    assert res.exit_code == 1 and "not found" in res.output
