@@ -210,11 +210,24 @@ class Dataset(Component):
 @dataclass
 class Method:
     """A named recipe: the default configuration that picks components by
-    name. A user's configuration is merged on top of ``defaults``."""
+    name. A user's configuration is merged on top of ``defaults``.
+
+    ``build_model``: optional. By default the engine builds its generative
+    model (``model.architecture: seq2seq``) or its typed-marker classifier
+    (``encoder``) from the configured components. A method whose model is
+    different (retrieval-augmented, say) gives a callable
+    ``build_model(*, resolved, labels, label_words, no_relation, registry,
+    from_folder)`` returning a ``torch.nn.Module`` with the interface of
+    :class:`relforge.engine.models.GenerativeREModel` (``features``,
+    ``collate``, ``forward``, ``rank``, ``save``, ``tokenizer``, ``labels``,
+    ``no_relation``); ``from_folder`` is a folder its ``save`` wrote, to load
+    instead of a fresh backbone.
+    """
 
     name: str
     defaults: dict[str, Any]
     description: str = ""
+    build_model: Any = None
     kind: ClassVar[ComponentKind] = ComponentKind.METHOD
 
 
