@@ -1,9 +1,63 @@
 """CPTuning: contrastive prompt tuning for generative relation extraction (arXiv 2501.02196).
 
 A RelForge plugin, registered through the ``relforge`` entry-point group
-exactly as a third-party plugin is. It imports only the core's public API.
-Its components arrive with the plugin's own issue; until then it loads and is
-listed by ``relforge plugins`` with no components.
-"""
+exactly as a third-party plugin is. Components:
 
-__version__ = "0.1.0"
+* template ``cptuning.infill``: sentinel infilling with entity types;
+* loss ``cptuning.contrastive_threshold``: label-smoothed generation loss +
+  contrastive threshold loss over every candidate of each example, in batch;
+* decoder ``cptuning.free_generation``: the no-Trie ablation (free
+  generation mapped to the nearest label);
+* method ``cptuning``: the recipe (exact candidate scores at inference, every
+  candidate above the threshold kept).
+
+See README.md for what is taken from the paper and what is a choice.
+"""
+from __future__ import annotations
+
+from relforge import hookimpl
+from relforge.components import Method
+
+__version__ = "0.2.0"
+
+#: the recipe; the ablations are configuration changes (configs/ and README.md)
+CPTUNING = {
+    "model": {"architecture": "seq2seq", "backbone": "minilm"},
+    "template": {"name": "cptuning.infill"},
+    "loss": {"name": "cptuning.contrastive_threshold"},
+    "decoder": {"name": "relforge.exact", "normalize": "mean"},
+    # keep every candidate whose length-normalised probability passes the loss's threshold;
+    # none passes: the top one, unless it is the no-relation label
+    "decision": {"mode": "threshold", "threshold": "${loss.threshold}", "fallback_top1": True},
+    "train": {"learning_rate": 1e-4},
+}
+
+
+@hookimpl
+def register_templates(register):
+    from .templates import CPTuningTemplate
+
+    register(CPTuningTemplate)
+
+
+@hookimpl
+def register_losses(register):
+    from .losses import ContrastiveThresholdLoss
+
+    register(ContrastiveThresholdLoss)
+
+
+@hookimpl
+def register_decoders(register):
+    from .decoders import FreeGenerationDecoder
+
+    register(FreeGenerationDecoder)
+
+
+@hookimpl
+def register_methods(register):
+    from .model import build_cptuning_model
+
+    register(Method("cptuning", CPTUNING,
+                    "CPTuning: infilling + contrastive threshold loss over all candidates, multi-label "
+                    "threshold decision (arXiv 2501.02196)", build_model=build_cptuning_model))

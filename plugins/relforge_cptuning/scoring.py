@@ -1,0 +1,123 @@
+"""Differentiable, batched sequence scores of every candidate of a batch.
+
+The core's :func:`relforge.decoding.scoring.score_trie` is exact and shares
+Trie prefixes, but it runs under ``torch.no_grad`` and reorders a KV cache in
+place, so it cannot carry gradients. Training needs the same quantity with
+gradients: here every (example, candidate) pair is one decoder row of a
+single teacher-forced pass. The encoder is not run again: the rows reuse the
+encoder states of the backbone's forward pass (``encoder_last_hidden_state``),
+gathered per row, so one backward pass reaches the encoder through every
+candidate. The score of a candidate is its length-normalised (``mean``) or
+total (``sum``) token log-probability, end token included: the same number
+the core's ``relforge.exact`` decoder ranks by at inference.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from relforge.decoding.scoring import decoder_start_id
+from relforge.decoding.trie import encode_targets
+
+
+@dataclass
+class CandidateScores:
+    """Scores of a batch's candidates.
+
+    ``scores``: (rows, max candidates) with -inf where a row has fewer
+    candidates; ``valid``: bool mask of the real entries; ``labels``: the
+    label of each entry, row by row (``labels[i][j]``); ``gold``: bool mask of
+    the entries that are gold for their row."""
+
+    scores: torch.Tensor
+    valid: torch.Tensor
+    gold: torch.Tensor
+    labels: list[list[str]]
+
+
+class TargetCache:
+    """Token ids of target texts, encoded once per tokenizer (as the core's
+    training targets are: :func:`relforge.decoding.trie.encode_targets`)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[int, int, str], list[int]] = {}
+
+    def ids(self, tokenizer, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        key = (id(tokenizer), len(tokenizer))
+        missing = sorted({t for t in texts if (*key, t) not in self._ids})
+        if missing:
+            enc = encode_targets(tokenizer, {str(i): t for i, t in enumerate(missing)})
+            for i, t in enumerate(missing):
+                self._ids[(*key, t)] = enc[str(i)]
+        out = [self._ids[(*key, t)] for t in texts]
+        return [s[:max_length] for s in out] if max_length else out
+
+
+def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                     candidates: Sequence[Mapping[str, str]], gold: Sequence[Sequence[str]], *,
+                     cache: TargetCache | None = None, normalize: str = "mean",
+                     keep: Sequence[Sequence[str]] | None = None,
+                     max_target_length: int | None = None) -> CandidateScores:
+    """Score the candidates of each row with gradients.
+
+    ``candidates[i]``: label -> target text of row ``i``; ``gold[i]``: its gold
+    labels; ``keep[i]`` (optional): the labels of row ``i`` to score (the
+    others are left out, e.g. all but the hard negatives)."""
+    if normalize not in ("mean", "sum"):
+        raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
+    if len(candidates) != encoder_hidden.shape[0] or len(gold) != len(candidates):
+        raise ValueError(f"{encoder_hidden.shape[0]} encoded rows, {len(candidates)} candidate sets and "
+                         f"{len(gold)} gold lists")
+    cache = cache or TargetCache()
+    device = encoder_hidden.device
+    labels: list[list[str]] = []
+    texts: list[str] = []
+    row_of: list[int] = []
+    for i, cand in enumerate(candidates):
+        wanted = set(keep[i]) if keep is not None else None
+        labs = [lab for lab in cand if wanted is None or lab in wanted]
+        labels.append(labs)
+        texts += [cand[lab] for lab in labs]
+        row_of += [i] * len(labs)
+    width = max((len(x) for x in labels), default=0)
+    n_rows = len(candidates)
+    scores = torch.full((n_rows, width), float("-inf"), device=device)
+    valid = torch.zeros(n_rows, width, dtype=torch.bool, device=device)
+    is_gold = torch.zeros(n_rows, width, dtype=torch.bool, device=device)
+    for i, labs in enumerate(labels):
+        g = set(gold[i])
+        for j, lab in enumerate(labs):
+            valid[i, j] = True
+            is_gold[i, j] = lab in g
+    if not texts:
+        return CandidateScores(scores, valid, is_gold, labels)
+    seqs = cache.ids(tokenizer, texts, max_target_length)
+    length = max(len(s) for s in seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    target = torch.full((len(seqs), length), -100, dtype=torch.long)
+    dec_in = torch.full((len(seqs), length), pad, dtype=torch.long)
+    dec_in[:, 0] = decoder_start_id(backbone)
+    for r, s in enumerate(seqs):
+        target[r, :len(s)] = torch.tensor(s)
+        dec_in[r, 1:len(s)] = torch.tensor(s[:-1])
+    target, dec_in = target.to(device), dec_in.to(device)
+    dec_mask = (target != -100).long()
+    dec_mask[:, 0] = 1
+    rows = torch.tensor(row_of, device=device)
+    from transformers.modeling_outputs import BaseModelOutput
+
+    out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
+                   attention_mask=attention_mask[rows], decoder_input_ids=dec_in,
+                   decoder_attention_mask=dec_mask, return_dict=True)
+    logits = out.logits.float()
+    # -log p(token) per position; cross_entropy avoids materialising a second (rows, T, V) tensor
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                            ignore_index=-100, reduction="none").view(target.shape)
+    n_tok = (target != -100).sum(1).clamp(min=1)
+    total = -nll.sum(1)
+    value = total / n_tok if normalize == "mean" else total
+    col = torch.tensor([j for labs in labels for j in range(len(labs))], device=device)
+    scores = scores.index_put((rows, col), value)
+    return CandidateScores(scores, valid, is_gold, labels)
