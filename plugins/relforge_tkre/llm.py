@@ -1,0 +1,373 @@
+"""LLM access for knowledge generation: three backends selected by configuration.
+
+The core has no "LLM" component kind, so the clients live here, each with a
+pydantic settings model; a stage's ``llm`` setting picks one by ``backend``:
+
+* ``openai``: any OpenAI-compatible chat-completions endpoint (vLLM, Ollama,
+  llama.cpp, OpenAI). Timeouts, retries with exponential back-off on
+  connection errors, timeouts, 429 and 5xx, and a concurrency limit. The key
+  comes from ``api_key`` or the environment variable ``api_key_env``; it is a
+  ``SecretStr`` (printed and saved as ``**********``) and is only ever put in
+  the ``Authorization`` header, never in a message.
+* ``transformers``: a local causal LM (a folder or hub id), greedy or sampled.
+* ``cache``: replay only from a JSON-lines cache; a request that is not in it
+  is an error. Any backend can also be wrapped by the cache
+  (:class:`CachedLLM`) so that generation is reproducible and resumable:
+  every answer is appended (and flushed) the moment it arrives, and a rerun
+  sends only the requests whose answers are missing.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, SecretStr
+
+from relforge.components import Settings
+
+
+class LLMError(RuntimeError):
+    """A request that could not be answered (after retries, where retried)."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat-completions request. ``sample`` tells apart deliberately
+    repeated identical requests (several draws of the same prompt), so each
+    gets its own cache entry."""
+
+    messages: tuple[tuple[str, str], ...]
+    temperature: float = 0.1
+    top_p: float = 0.95
+    max_tokens: int = 1024
+    sample: int = 0
+
+    @classmethod
+    def user(cls, prompt: str, **kw: Any) -> ChatRequest:
+        return cls(messages=(("user", prompt),), **kw)
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def key(self, model: str) -> str:
+        payload = {"model": model, "messages": self.message_dicts(), "temperature": self.temperature,
+                   "top_p": self.top_p, "max_tokens": self.max_tokens, "sample": self.sample}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+ResultCallback = Callable[[int, str], None]
+
+
+class LLMClient:
+    """``complete_many`` answers requests in order; ``on_result(i, text)`` is
+    called as each answer arrives (from worker threads for concurrent
+    clients), so a cache can persist it before the next one is asked."""
+
+    model_name: str = ""
+
+    def complete(self, request: ChatRequest) -> str:
+        raise NotImplementedError
+
+    def complete_many(self, requests: Sequence[ChatRequest],
+                      on_result: ResultCallback | None = None) -> list[str]:
+        out = []
+        for i, req in enumerate(requests):
+            text = self.complete(req)
+            if on_result is not None:
+                on_result(i, text)
+            out.append(text)
+        return out
+
+
+# --- OpenAI-compatible HTTP ------------------------------------------------
+
+class OpenAIChatSettings(Settings):
+    backend: Literal["openai"] = "openai"
+    #: e.g. http://127.0.0.1:8000/v1 (the path before /chat/completions)
+    base_url: str | None = None
+    #: used when base_url is not set
+    base_url_env: str = "OPENAI_BASE_URL"
+    model: str
+    api_key: SecretStr | None = None
+    #: environment variable read when api_key is not set (may be unset: local servers need no key)
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    concurrency: int = Field(4, gt=0)
+
+
+class OpenAIChatClient(LLMClient):
+    RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+    def __init__(self, settings: OpenAIChatSettings) -> None:
+        self.settings = settings
+        base = settings.base_url or os.environ.get(settings.base_url_env)
+        if not base:
+            raise LLMError(f"the openai backend needs base_url (or the environment variable "
+                           f"{settings.base_url_env})")
+        self.url = base.rstrip("/") + "/chat/completions"
+        key = settings.api_key.get_secret_value() if settings.api_key is not None else \
+            os.environ.get(settings.api_key_env)
+        self._headers = {"Content-Type": "application/json"}
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self.model_name = settings.model
+        #: requests sent over the wire, retries included (for reports)
+        self.sent = 0
+        self._lock = threading.Lock()
+
+    def _post(self, body: bytes) -> Any:
+        req = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
+        with self._lock:
+            self.sent += 1
+        with urllib.request.urlopen(req, timeout=self.settings.timeout_s) as resp:
+            raw = resp.read()
+        try:
+            data = json.loads(raw)
+            content = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise LLMError(f"malformed response from {self.url}: {raw[:200]!r}") from None
+        if not isinstance(content, str):
+            raise LLMError(f"malformed response from {self.url}: message content is {type(content).__name__}")
+        return content
+
+    def complete(self, request: ChatRequest) -> str:
+        s = self.settings
+        body = json.dumps({"model": s.model, "messages": request.message_dicts(),
+                           "temperature": request.temperature, "top_p": request.top_p,
+                           "max_tokens": request.max_tokens}).encode()
+        last = ""
+        for attempt in range(s.max_retries + 1):
+            try:
+                return self._post(body)
+            except urllib.error.HTTPError as exc:
+                detail = exc.read()[:200] if exc.fp is not None else b""
+                last = f"HTTP {exc.code} {exc.reason}: {detail!r}"
+                if exc.code not in self.RETRY_STATUS:
+                    raise LLMError(f"{self.url}: {last}") from None
+            except (TimeoutError, socket.timeout) as exc:
+                last = f"timed out after {s.timeout_s}s ({exc})"
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+                    last = f"timed out after {s.timeout_s}s"
+                else:
+                    last = f"connection failed: {exc.reason}"
+            except (ConnectionError, http.client.HTTPException) as exc:
+                last = f"connection failed: {type(exc).__name__}: {exc}"
+            if attempt < s.max_retries:
+                time.sleep(min(s.backoff_max_s, s.backoff_s * 2 ** attempt))
+        raise LLMError(f"{self.url}: no answer after {s.max_retries + 1} attempt(s); last error: {last}")
+
+    def complete_many(self, requests: Sequence[ChatRequest],
+                      on_result: ResultCallback | None = None) -> list[str]:
+        results: list[str | None] = [None] * len(requests)
+
+        def one(i: int) -> None:
+            text = self.complete(requests[i])
+            results[i] = text
+            if on_result is not None:
+                on_result(i, text)
+
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+            futures = [pool.submit(one, i) for i in range(len(requests))]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                for f in pending:
+                    f.cancel()
+                # requests already in flight finish (and are cached) before the error propagates
+                raise failed.exception()
+        return results  # type: ignore[return-value]
+
+
+# --- local transformers causal LM -----------------------------------------
+
+class TransformersLMSettings(Settings):
+    backend: Literal["transformers"] = "transformers"
+    #: a local folder or a hub id
+    model: str
+    device: str = "cpu"
+    #: "auto", "float32", "float16", "bfloat16"
+    dtype: str = "auto"
+
+
+class TransformersClient(LLMClient):
+    def __init__(self, settings: TransformersLMSettings) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.settings = settings
+        local = Path(settings.model).exists()
+        self.tokenizer = AutoTokenizer.from_pretrained(settings.model, local_files_only=local)
+        kw: dict[str, Any] = {}
+        if settings.dtype != "auto":
+            kw["dtype"] = getattr(torch, settings.dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(settings.model, local_files_only=local, **kw)
+        self.model.to(settings.device).eval()
+        self.model_name = settings.model
+
+    def _prompt(self, request: ChatRequest) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(request.message_dicts(), tokenize=False,
+                                                      add_generation_prompt=True)
+        return "\n\n".join(c for _, c in request.messages) + "\n"
+
+    def complete(self, request: ChatRequest) -> str:
+        import torch
+
+        enc = self.tokenizer(self._prompt(request), return_tensors="pt", add_special_tokens=False)
+        enc = {k: v.to(self.settings.device) for k, v in enc.items()}
+        sample = request.temperature > 0
+        gen_kw: dict[str, Any] = {"max_new_tokens": request.max_tokens, "do_sample": sample}
+        if sample:
+            gen_kw.update(temperature=request.temperature, top_p=request.top_p)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else \
+            self.tokenizer.eos_token_id
+        with torch.no_grad():
+            if sample:
+                torch.manual_seed(request.sample)
+            out = self.model.generate(**enc, pad_token_id=pad, **gen_kw)
+        new = out[0, enc["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+# --- JSON-lines cache --------------------------------------------------------
+
+class CacheSettings(Settings):
+    """Replay only: every request must already be in the cache file."""
+
+    backend: Literal["cache"] = "cache"
+    path: str
+    #: the model name the cache entries were written for (part of the key)
+    model: str
+
+
+LLMSettings = Annotated[Union[OpenAIChatSettings, TransformersLMSettings, CacheSettings],
+                        Field(discriminator="backend")]
+
+
+class JsonlCache:
+    """Append-only request -> answer store. A line cut short by an
+    interruption is skipped on load (and reported in ``skipped_lines``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.entries: dict[str, str] = {}
+        self.skipped_lines = 0
+        self._lock = threading.Lock()
+        if self.path.exists():
+            with self.path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                        self.entries[rec["key"]] = rec["response"]
+                    except (ValueError, KeyError, TypeError):
+                        self.skipped_lines += 1
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, request: ChatRequest, model: str, response: str) -> None:
+        rec = {"key": key, "model": model, "messages": request.message_dicts(),
+               "params": {"temperature": request.temperature, "top_p": request.top_p,
+                          "max_tokens": request.max_tokens, "sample": request.sample},
+               "response": response}
+        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                # a previous run cut off mid-line: start on a fresh line
+                if fh.tell() > 0 and not self._ends_with_newline():
+                    fh.write("\n")
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.entries[key] = response
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"\n"
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    sent: list[int] = field(default_factory=list)
+
+
+class CachedLLM(LLMClient):
+    """``inner`` behind a :class:`JsonlCache`; ``inner=None`` replays only."""
+
+    def __init__(self, inner: LLMClient | None, cache: JsonlCache, model_name: str | None = None) -> None:
+        self.inner, self.cache = inner, cache
+        self.model_name = model_name or (inner.model_name if inner is not None else "")
+        self.stats = CacheStats()
+
+    def complete(self, request: ChatRequest) -> str:
+        return self.complete_many([request])[0]
+
+    def complete_many(self, requests: Sequence[ChatRequest],
+                      on_result: ResultCallback | None = None) -> list[str]:
+        keys = [r.key(self.model_name) for r in requests]
+        results: list[str | None] = [self.cache.get(k) for k in keys]
+        missing = [i for i, r in enumerate(results) if r is None]
+        self.stats.hits += len(requests) - len(missing)
+        self.stats.misses += len(missing)
+        for i, r in enumerate(results):
+            if r is not None and on_result is not None:
+                on_result(i, r)
+        if missing:
+            if self.inner is None:
+                raise LLMError(f"{len(missing)} of {len(requests)} request(s) are not in the cache "
+                               f"{self.cache.path} and the cache backend does not call a model "
+                               f"(configure an openai or transformers backend with a cache_path)")
+            sub = [requests[i] for i in missing]
+
+            def store(j: int, text: str) -> None:
+                i = missing[j]
+                self.cache.put(keys[i], requests[i], self.model_name, text)
+                results[i] = text
+                if on_result is not None:
+                    on_result(i, text)
+
+            self.inner.complete_many(sub, on_result=store)
+        return [r for r in results]  # type: ignore[misc]
+
+
+def build_llm(settings: OpenAIChatSettings | TransformersLMSettings | CacheSettings | None,
+              cache_path: str | Path | None) -> LLMClient | None:
+    """The configured client, wrapped by the cache when ``cache_path`` is set
+    (the ``cache`` backend always reads its own ``path``)."""
+    if settings is None:
+        return None
+    if isinstance(settings, CacheSettings):
+        return CachedLLM(None, JsonlCache(settings.path), model_name=settings.model)
+    inner: LLMClient = OpenAIChatClient(settings) if isinstance(settings, OpenAIChatSettings) else \
+        TransformersClient(settings)
+    if cache_path is None:
+        return inner
+    return CachedLLM(inner, JsonlCache(cache_path))

@@ -1,0 +1,387 @@
+"""The two pretraining stages, run on the engine's typed-marker classifier before fine-tuning.
+
+``tkre.mslm`` (stage 1) and ``tkre.mslm_scl`` (stage 2) update
+``model.encoder`` in place, so the pretrained encoder is the one the
+pipeline fine-tunes next (no checkpoint hand-over to forget). The MLM head
+(and, in stage 2, the relation anchors) exist only during the stage.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from relforge.components import PretrainingStage, Settings
+from relforge.data.example import Example
+
+from .knowledge import _find
+from .objectives import (BETWEEN, ENTITY, SPECIAL, PretrainText, mean_pool, mslm_loss, mslm_mask, span_infonce,
+                         token_roles)
+
+KNOWLEDGE_DIR = "tkre-knowledge"
+Source = Literal["sentences", "explanations", "synthetic"]
+
+
+def knowledge_dir(context: Mapping[str, Any]) -> Path:
+    """Where the generation stage writes and the pretraining stages read."""
+    run = context.get("run")
+    if run is not None:
+        return Path(run.output_dir) / KNOWLEDGE_DIR
+    if context.get("knowledge_dir"):
+        return Path(context["knowledge_dir"])
+    return Path(context.get("output_dir", ".")).parent / KNOWLEDGE_DIR
+
+
+def read_explanations(context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    path = knowledge_dir(context) / "explanations.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def record_knowledge_use(context: Mapping[str, Any], stage: str, counts: Mapping[str, int]) -> None:
+    """Log how many texts of each source the stage used, as metrics and (with
+    MLflow) as a tag, so a run without generated knowledge says so."""
+    run = context.get("run")
+    generated = counts.get("explanations", 0) + counts.get("synthetic", 0)
+    summary = ("none (pretrained on the task's own sentences only)" if not generated else
+               f"explanations={counts.get('explanations', 0)},synthetic={counts.get('synthetic', 0)}")
+    folder = knowledge_dir(context)
+    folder.mkdir(parents=True, exist_ok=True)
+    usage_path = folder / "usage.json"
+    usage = json.loads(usage_path.read_text()) if usage_path.exists() else {}
+    usage[stage] = {**counts, "generated_knowledge": summary}
+    usage_path.write_text(json.dumps(usage, indent=2), encoding="utf-8")
+    print(f"{stage}: generated knowledge used: {summary}")
+    if run is None:
+        return
+    run.log_metrics({f"tkre/{stage}/{k}": v for k, v in counts.items()}, 0)
+    set_run_tag(run, f"tkre.{stage}.generated_knowledge", summary)
+
+
+def set_run_tag(run: Any, key: str, value: str) -> None:
+    """A tag on the run's MLflow record, when MLflow tracks it (the core's Run
+    has no tracker-neutral tag event yet)."""
+    info = getattr(run, "state", {}).get("mlflow") if hasattr(run, "state") else None
+    if not info:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=info["uri"]).set_tag(info["run_id"], key, value)
+    except Exception as exc:  # tracking must not break training
+        print(f"tkre: could not set MLflow tag {key}: {exc}")
+
+
+def build_corpus(examples: Sequence[Example], context: Mapping[str, Any], sources: Sequence[str],
+                 no_relation: str | None) -> tuple[list[PretrainText], dict[str, int]]:
+    corpus: list[PretrainText] = []
+    counts = {"sentences": 0, "explanations": 0, "synthetic": 0}
+    for ex in examples:
+        source = "synthetic" if ex.meta.get("tkre_synthetic") else "sentences"
+        if source not in sources:
+            continue
+        rel = sorted(ex.relations)[0] if ex.relations else None
+        if rel == no_relation:
+            rel = None
+        corpus.append(PretrainText(ex.text, (ex.head.start, ex.head.end), (ex.tail.start, ex.tail.end), rel, source))
+        counts[source] += 1
+    if "explanations" in sources:
+        for rec in read_explanations(context):
+            text = rec["explanation"]
+            head = _find(text, rec["head"])
+            tail = _find(text, rec["tail"], avoid=head) if head is not None else _find(text, rec["tail"])
+            corpus.append(PretrainText(text, head, tail, rec.get("relation"), "explanations"))
+            counts["explanations"] += 1
+    return corpus, counts
+
+
+# --- the MLM head -------------------------------------------------------------
+
+def build_mlm_head(model: Any, context: Mapping[str, Any]) -> tuple[torch.nn.Module, str]:
+    """A masked-LM model whose base is ``model.encoder`` (shared, not copied)
+    and whose output projection is tied to the encoder's input embeddings.
+    The head's transform is loaded from the backbone checkpoint when it has
+    one (BERT/RoBERTa releases do), otherwise initialised randomly."""
+    from transformers import AutoModelForMaskedLM
+
+    encoder = model.encoder
+    origin = "initialised randomly (the backbone checkpoint has no MLM head)"
+    mlm = None
+    resolved = context.get("resolved")
+    if resolved is not None:
+        from relforge.models.encoder import resolve_backbone_path
+
+        path, local = resolve_backbone_path(resolved.run.model.backbone)
+        try:
+            mlm, info = AutoModelForMaskedLM.from_pretrained(path, local_files_only=local, output_loading_info=True)
+            head_missing = [k for k in info.get("missing_keys", []) if not k.startswith(mlm.base_model_prefix + ".")]
+            if not head_missing:
+                origin = "loaded from the backbone checkpoint"
+        except (OSError, ValueError) as exc:
+            print(f"tkre: no masked-LM head in {path} ({type(exc).__name__}); initialising one")
+            mlm = None
+    if mlm is None:
+        mlm = AutoModelForMaskedLM.from_config(encoder.config)
+    setattr(mlm, mlm.base_model_prefix, encoder)
+    out = mlm.get_output_embeddings()
+    out.weight = encoder.get_input_embeddings().weight
+    mlm.to(next(encoder.parameters()).device)
+    return mlm, origin
+
+
+# --- shared settings and loop -----------------------------------------------
+
+class _StageSettings(Settings):
+    #: texts the stage pretrains on: the task's sentences (K-shot train), the
+    #: LLM explanations, the kept synthetic examples
+    sources: list[Source] = Field(default_factory=lambda: ["sentences", "explanations", "synthetic"])
+    epochs: float = Field(5, gt=0)
+    #: stop after this many optimizer steps (overrides epochs)
+    max_steps: int | None = Field(None, gt=0)
+    batch_size: int = Field(16, gt=0)
+    learning_rate: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_length: int = Field(128, gt=8)
+    mask_between: float = Field(0.8, ge=0, le=1)
+    mask_entity: float = Field(0.5, ge=0, le=1)
+    mask_other: float = Field(0.2, ge=0, le=1)
+    log_every: int = Field(10, gt=0)
+
+
+def encode(tokenizer: Any, corpus: Sequence[PretrainText], max_length: int) -> list[dict[str, Any]]:
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError("tkre pretraining needs a fast tokenizer (character offsets map entity spans onto tokens)")
+    enc = tokenizer([t.text for t in corpus], truncation=True, max_length=max_length,
+                    return_offsets_mapping=True, return_special_tokens_mask=True)
+    items = []
+    for i, t in enumerate(corpus):
+        roles = token_roles(enc["offset_mapping"][i], enc["special_tokens_mask"][i], t.head, t.tail)
+        items.append({"input_ids": enc["input_ids"][i], "roles": roles, "relation": t.relation})
+    return items
+
+
+def pad_batch(items: Sequence[Mapping[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(it["input_ids"]) for it in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    roles = torch.full((len(items), width), SPECIAL, dtype=torch.long)
+    att = torch.zeros((len(items), width), dtype=torch.long)
+    for i, it in enumerate(items):
+        n = len(it["input_ids"])
+        ids[i, :n] = torch.tensor(it["input_ids"])
+        roles[i, :n] = torch.tensor(it["roles"])
+        att[i, :n] = 1
+    return {"input_ids": ids, "roles": roles, "attention_mask": att}
+
+
+def _check_model(model: Any, stage: str) -> None:
+    if not hasattr(model, "encoder") or not hasattr(model, "tokenizer"):
+        raise TypeError(f"{stage} pretrains an encoder: it needs the typed-marker classifier "
+                        f"(model.architecture: encoder), got {type(model).__name__}")
+    if getattr(model.tokenizer, "mask_token_id", None) is None:
+        raise ValueError(f"{stage}: the tokenizer has no mask token")
+
+
+class MaskedSpanLMStage(PretrainingStage):
+    """Stage 1: masked span language modelling (tokens between the entities
+    masked with probability 0.8, entity tokens 0.5, others 0.2; CE on the
+    masked positions)."""
+
+    name = "mslm"
+
+    class Settings(_StageSettings):
+        pass
+
+    stage_label = "mslm"
+
+    def run(self, model: Any, tokenizer: Any, examples: Sequence[Example], context: Mapping[str, Any]) -> Any:
+        _check_model(model, f"tkre.{self.name}")
+        s = self.settings
+        corpus, counts = build_corpus(examples, context, s.sources, getattr(model, "no_relation", None))
+        record_knowledge_use(context, self.stage_label, counts)
+        if not corpus:
+            raise ValueError(f"tkre.{self.name}: the pretraining corpus is empty (sources {s.sources})")
+        items = encode(tokenizer, corpus, s.max_length)
+        seed = int(context.get("seed", 0))
+        device = next(model.encoder.parameters()).device
+        mlm, origin = build_mlm_head(model, context)
+        print(f"tkre.{self.name}: {len(items)} texts {counts}; MLM head {origin}")
+        extra = self.extra_modules(model, items, device)
+        params = list({id(p): p for p in mlm.parameters()}.values())
+        groups = [{"params": params, "lr": s.learning_rate}] + [
+            {"params": list(m.parameters()), "lr": lr} for m, lr in extra]
+        optimizer = torch.optim.AdamW(groups, lr=s.learning_rate, weight_decay=s.weight_decay)
+        steps_per_epoch = math.ceil(len(items) / s.batch_size)
+        total = s.max_steps or max(1, math.ceil(s.epochs * steps_per_epoch))
+        rng = random.Random(seed)
+        gen = torch.Generator().manual_seed(seed)
+        run = context.get("run")
+        mlm.train()
+        step, order = 0, []
+        running: dict[str, float] = {}
+        while step < total:
+            if not order:
+                order = list(range(len(items)))
+                rng.shuffle(order)
+            chunk, order = order[: s.batch_size], order[s.batch_size:]
+            batch = pad_batch([items[i] for i in chunk], tokenizer.pad_token_id or 0)
+            masked, labels = mslm_mask(batch["input_ids"], batch["roles"], tokenizer.mask_token_id,
+                                       between=s.mask_between, entity=s.mask_entity, other=s.mask_other,
+                                       generator=gen)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = mlm(input_ids=masked.to(device), attention_mask=batch["attention_mask"]).logits
+            losses = {"mslm": mslm_loss(logits, labels.to(device))}
+            losses.update(self.extra_losses(model, batch, [items[i] for i in chunk], rng))
+            loss = self.combine(losses)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"tkre.{self.name}: non-finite loss at step {step}: "
+                                         f"{ {k: float(v) for k, v in losses.items()} }")
+            optimizer.zero_grad()
+            loss.backward()
+            if s.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], s.max_grad_norm)
+            optimizer.step()
+            step += 1
+            for k, v in {**losses, "loss": loss}.items():
+                running[k] = running.get(k, 0.0) + float(v)
+            if run is not None and (step % s.log_every == 0 or step == total):
+                n = s.log_every if step % s.log_every == 0 else step % s.log_every
+                run.log_metrics({f"pretraining/{self.stage_label}/{k}": v / n for k, v in running.items()}, step)
+                running = {}
+        # drop the head's reference to the encoder; the encoder (shared) keeps its update
+        setattr(mlm, mlm.base_model_prefix, None)
+        return model
+
+    # hooks for stage 2
+    def extra_modules(self, model: Any, items: Sequence[Mapping[str, Any]], device) -> list:
+        return []
+
+    def extra_losses(self, model: Any, batch: Mapping[str, torch.Tensor], items: Sequence[Mapping[str, Any]],
+                     rng: random.Random) -> dict[str, torch.Tensor]:
+        return {}
+
+    def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return losses["mslm"]
+
+
+def random_spans(roles: Sequence[int], count: int, max_len: int, rng: random.Random) -> list[list[int]]:
+    """``count`` random contiguous spans (1..max_len tokens) over tokens that are
+    neither special, entity nor relation span tokens."""
+    free = [i for i, r in enumerate(roles) if r not in (SPECIAL, ENTITY, BETWEEN)]
+    if not free:
+        return []
+    free_set = set(free)
+    spans = []
+    for _ in range(count):
+        start = rng.choice(free)
+        length = rng.randint(1, max_len)
+        span = [start]
+        while len(span) < length and span[-1] + 1 in free_set:
+            span.append(span[-1] + 1)
+        spans.append(span)
+    return spans
+
+
+class MaskedSpanLMContrastiveStage(MaskedSpanLMStage):
+    """Stage 2: MSLM plus span-level contrastive learning. A learned
+    relation-type embedding is the anchor, the mean-pooled relation span
+    (between the entities) the positive, random irrelevant spans the
+    negatives; InfoNCE with temperature 0.1; loss = w1 * MSLM + w2 * SCL.
+    Spans are pooled from an unmasked pass over the same text."""
+
+    name = "mslm_scl"
+    stage_label = "mslm_scl"
+
+    class Settings(_StageSettings):
+        temperature: float = Field(0.1, gt=0)
+        mslm_weight: float = Field(1.0, ge=0)
+        scl_weight: float = Field(1.0, ge=0)
+        num_negatives: int = Field(4, gt=0)
+        negative_max_length: int = Field(3, gt=0)
+        #: also count the head and tail mention spans as positives (the paper's figure)
+        entity_positives: bool = False
+        #: the anchors start random; they get their own learning rate
+        anchor_learning_rate: float = Field(1e-3, gt=0)
+
+    def extra_modules(self, model: Any, items: Sequence[Mapping[str, Any]], device) -> list:
+        labels = [lab for lab in getattr(model, "labels", []) if lab != getattr(model, "no_relation", None)]
+        extra = sorted({it["relation"] for it in items if it["relation"] is not None} - set(labels))
+        self.relation_index = {lab: i for i, lab in enumerate(labels + extra)}
+        if not self.relation_index:
+            raise ValueError("tkre.mslm_scl: no relation labels to anchor the contrastive loss")
+        hidden = model.encoder.config.hidden_size
+        self.anchors = torch.nn.Embedding(len(self.relation_index), hidden).to(device)
+        torch.nn.init.normal_(self.anchors.weight, std=0.02)
+        return [(self.anchors, self.settings.anchor_learning_rate)]
+
+    def extra_losses(self, model: Any, batch: Mapping[str, torch.Tensor], items: Sequence[Mapping[str, Any]],
+                     rng: random.Random) -> dict[str, torch.Tensor]:
+        s = self.settings
+        roles = batch["roles"].cpu()
+        width = roles.shape[1]
+        rows, pos_lists, neg_lists, rel_ids = [], [], [], []
+        for i, it in enumerate(items):
+            if it["relation"] is None:
+                continue
+            r = roles[i].tolist()
+            positives = []
+            between = [j for j, x in enumerate(r) if x == BETWEEN]
+            if between:
+                positives.append(between)
+            if s.entity_positives:
+                positives += _entity_spans(r)
+            negatives = random_spans(r, s.num_negatives, s.negative_max_length, rng)
+            if not positives or not negatives:
+                continue
+            rows.append(i)
+            pos_lists.append(positives)
+            neg_lists.append(negatives)
+            rel_ids.append(self.relation_index[it["relation"]])
+        device = batch["input_ids"].device
+        if not rows:
+            return {"scl": self.anchors.weight.sum() * 0.0}
+        P = max(len(p) for p in pos_lists)
+        N = max(len(n) for n in neg_lists)
+        pos_masks = torch.zeros(len(rows), P, width, dtype=torch.bool)
+        neg_masks = torch.zeros(len(rows), N, width, dtype=torch.bool)
+        pos_valid = torch.zeros(len(rows), P, dtype=torch.bool)
+        neg_valid = torch.zeros(len(rows), N, dtype=torch.bool)
+        for b, (ps, ns) in enumerate(zip(pos_lists, neg_lists)):
+            for j, span in enumerate(ps):
+                pos_masks[b, j, span] = True
+                pos_valid[b, j] = True
+            for j, span in enumerate(ns):
+                neg_masks[b, j, span] = True
+                neg_valid[b, j] = True
+        idx = torch.tensor(rows, device=device)
+        # the unmasked pass: spans are pooled from the text as it is
+        hidden = model.encoder(input_ids=batch["input_ids"][idx],
+                               attention_mask=batch["attention_mask"][idx]).last_hidden_state
+        anchor = self.anchors(torch.tensor(rel_ids, device=device))
+        loss = span_infonce(anchor, mean_pool(hidden, pos_masks.to(device)), pos_valid.to(device),
+                            mean_pool(hidden, neg_masks.to(device)), neg_valid.to(device), s.temperature)
+        return {"scl": loss}
+
+    def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.settings.mslm_weight * losses["mslm"] + self.settings.scl_weight * losses["scl"]
+
+
+def _entity_spans(roles: Sequence[int]) -> list[list[int]]:
+    spans, cur = [], []
+    for j, x in enumerate(roles):
+        if x == ENTITY and (not cur or cur[-1] == j - 1):
+            cur.append(j)
+        else:
+            if cur:
+                spans.append(cur)
+            cur = [j] if x == ENTITY else []
+    if cur:
+        spans.append(cur)
+    return spans
