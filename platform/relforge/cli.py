@@ -107,10 +107,6 @@ def new_plugin(
                   f"Next: pip install -e {path} && relforge plugins && pytest {path}", highlight=False)
 
 
-def _not_implemented(command: str, issue: str) -> None:
-    _fail(f"`relforge {command}` is not implemented yet ({issue}); nothing was run.", code=2)
-
-
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
@@ -259,22 +255,29 @@ def bench(
     output_dir: Annotated[Path, typer.Option("--output-dir", help="Where the cells' run folders go.")] = Path(
         "runs/bench"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the cells and stop.")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="i/n: run every n-th cell from the i-th "
+                     "(machines sharing one MLflow server split a suite this way).")] = None,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Run finished cells again too.")] = False,
 ) -> None:
-    """Run a benchmark suite (methods x data sets x settings x seeds) and print a comparison table."""
-    from relforge.bench.runner import run_suite
+    """Run a benchmark suite (methods x data sets x settings x seeds) and print a comparison table.
+
+    Cells finished earlier (same configuration hash) are skipped; failed or
+    interrupted ones run again. The report (relforge report) is written at the end."""
+    from relforge.bench.runner import parse_shard, run_suite, shard_cells
     from relforge.bench.suite import expand, read_suite
     from relforge.config import ConfigError
 
     try:
         spec = read_suite(_suite_path(suite))
+        which = parse_shard(shard)
         if dry_run:
-            for cell in expand(spec, extra_overrides=list(overrides or [])):
+            for cell in shard_cells(expand(spec, extra_overrides=list(overrides or [])), which):
                 state = f"[red]invalid: {cell.error}[/]" if cell.error else cell.config_hash
                 console.print(f"{cell.cell_id}  {state}", highlight=False)
             return
         results = run_suite(spec, output_dir=output_dir, data_dir=data_dir, extra_overrides=list(overrides or []),
-                            console=console)
-    except ConfigError as exc:
+                            console=console, shard=which, rerun=rerun)
+    except (ConfigError, ValueError) as exc:
         _fail(str(exc))
     failed = [r for r in results if r.status == "FAILED"]
     if failed:
@@ -283,12 +286,31 @@ def bench(
 
 
 @app.command()
+def report(
+    suite: Annotated[str, typer.Argument(help="A suite file (YAML) or the name of one in benchmarks/suites/.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where the suite's folders are.")] = Path(
+        "runs/bench"),
+) -> None:
+    """Aggregate a suite's finished cells over seeds: Markdown, CSV and figures, logged to the suite's run."""
+    from relforge.bench.runner import report_suite
+    from relforge.bench.suite import read_suite
+    from relforge.config import ConfigError
+
+    try:
+        paths = report_suite(read_suite(_suite_path(suite)), output_dir=output_dir, console=console)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    for p in paths:
+        console.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
 def quickstart(
     data_dir: DataDirOption = None,
     output_dir: Annotated[Path, typer.Option("--output-dir")] = Path("runs/bench"),
 ) -> None:
     """Train and compare every method on the embedded data set (the quickstart suite)."""
-    bench("quickstart", None, data_dir=data_dir, output_dir=output_dir, dry_run=False)
+    bench("quickstart", None, data_dir=data_dir, output_dir=output_dir, dry_run=False, shard=None, rerun=False)
 
 
 @app.command()

@@ -1,4 +1,12 @@
-"""Running a suite: one parent run, one child run per cell, a comparison table."""
+"""Running a suite: one parent run, one child run per cell, a comparison table.
+
+Resumable: a cell whose configuration hash already has a FINISHED run (in
+MLflow when tracking is on, else a ``result.json`` in the cell's folder) is
+skipped and its metrics reused; a failed or interrupted cell runs again (and
+its trainer resumes from the cell folder's checkpoint). Shardable: ``shard=(i,
+n)`` takes every n-th cell starting at the i-th, so n machines that share a
+tracking server cover every cell exactly once.
+"""
 from __future__ import annotations
 
 import json
@@ -17,15 +25,39 @@ from relforge.bench.suite import Cell, SuiteFile, expand
 @dataclass
 class CellResult:
     cell: Cell
-    status: str  # FINISHED, FAILED, SKIPPED
+    status: str  # FINISHED, FAILED, SKIPPED (finished earlier)
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return (1, 1)
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 2/4), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard {text}: need 1 <= i <= n")
+    return i, n
+
+
+def shard_cells(cells: Sequence[Cell], shard: tuple[int, int]) -> list[Cell]:
+    i, n = shard
+    return [c for j, c in enumerate(cells) if j % n == i - 1]
+
+
+def cell_dir(root: Path, cell: Cell) -> Path:
+    return root / cell.cell_id.replace("/", "_")
+
+
 def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/bench",
               data_dir: str | Path | None = None, extra_overrides: Sequence[str] = (),
-              console: Console | None = None, progress: bool = False) -> list[CellResult]:
+              console: Console | None = None, progress: bool = False, shard: tuple[int, int] = (1, 1),
+              rerun: bool = False) -> list[CellResult]:
+    from relforge.bench import store
+    from relforge.bench.report import aggregate, write_report
     from relforge.config import validate_config
     from relforge.engine.pipeline import train_run
     from relforge.registry import get_registry
@@ -33,13 +65,21 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
 
     registry = registry or get_registry()
     console = console or Console()
-    cells = expand(spec, registry=registry, extra_overrides=list(extra_overrides))
+    cells = shard_cells(expand(spec, registry=registry, extra_overrides=list(extra_overrides)), shard)
     root = Path(output_dir) / spec.name
-    parent_cfg = validate_config({"name": f"suite-{spec.name}", "tracking": spec.base.get("tracking", {}),
-                                  "output_dir": str(root)}, registry=registry)
+    tracking = dict(spec.base.get("tracking", {}))
+    client = store.client_for(tracking)
+    shard_tag = f"{shard[0]}/{shard[1]}"
+    done = store.finished_cells(client, tracking, spec.name) if client is not None and not rerun else {}
+    parent_tags = {"relforge.suite": spec.name, "relforge.role": "suite", "relforge.shard": shard_tag}
+    previous_parent = store.find_parent(client, tracking, spec.name, shard_tag) if client is not None else None
+    if previous_parent:
+        parent_tags["resume_run_id"] = previous_parent
+    parent_cfg = validate_config({"name": f"suite-{spec.name}", "tracking": tracking, "output_dir": str(root)},
+                                 registry=registry)
     results: list[CellResult] = []
     with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{spec.name}",
-             tags={"relforge.suite": spec.name, "relforge.role": "suite"}) as parent:
+             tags=parent_tags) as parent:
         parent_id = parent.state.get("mlflow", {}).get("run_id")
         for i, cell in enumerate(cells, 1):
             console.print(f"[bold]cell {i}/{len(cells)}[/] {cell.cell_id}", highlight=False)
@@ -47,31 +87,62 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                 console.print(f"[red]invalid configuration:[/] {cell.error}", highlight=False)
                 results.append(CellResult(cell, "FAILED", error=cell.error))
                 continue
+            folder = cell_dir(root, cell)
+            earlier = _earlier_result(done, cell, folder) if not rerun else None
+            if earlier is not None:
+                console.print(f"  finished earlier ({earlier[1]}); skipped", highlight=False)
+                results.append(CellResult(cell, "SKIPPED", earlier[0]))
+                continue
             tags = {"relforge.suite": spec.name, "relforge.role": "cell", "relforge.config_hash": cell.config_hash,
                     **{f"cell.{k}": str(v) for k, v in cell.coordinates.items()}}
             if parent_id:
                 tags["parent_run_id"] = parent_id
             try:
-                outcome = train_run(cell.resolved, registry=registry, data_dir=data_dir,
-                                    output_dir=root / cell.cell_id.replace("/", "_"), tags=tags, progress=progress)
+                outcome = train_run(cell.resolved, registry=registry, data_dir=data_dir, output_dir=folder,
+                                    tags=tags, progress=progress)
             except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the suite goes on
                 msg = f"{type(exc).__name__}: {exc}"
                 console.print(f"[red]cell failed:[/] {msg}", highlight=False)
                 (root / "errors").mkdir(parents=True, exist_ok=True)
-                (root / "errors" / f"{cell.cell_id}.txt").write_text(traceback.format_exc(), encoding="utf-8")
+                (root / "errors" / f"{folder.name}.txt").write_text(traceback.format_exc(), encoding="utf-8")
                 results.append(CellResult(cell, "FAILED", error=msg))
                 continue
             metrics = {**{f"test/{k}": v for k, v in outcome.test_metrics.items()},
                        **{f"dev/{k}": v for k, v in outcome.dev_metrics.items()}}
+            (folder / "result.json").write_text(json.dumps({"config_hash": cell.config_hash, "metrics": metrics,
+                                                            "seconds": outcome.seconds}), encoding="utf-8")
             results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))
-        table = comparison_table(spec, results)
-        console.print(table)
-        summary = root / "summary.json"
+        console.print(comparison_table(spec, results))
+        summary = root / f"summary-shard{shard[0]}of{shard[1]}.json"
         summary.write_text(json.dumps([{"cell": r.cell.cell_id, "coordinates": r.cell.coordinates,
-                                        "status": r.status, "seconds": round(r.seconds, 1), "error": r.error,
-                                        "metrics": r.metrics} for r in results], indent=2), encoding="utf-8")
+                                        "config_hash": r.cell.config_hash, "status": r.status,
+                                        "seconds": round(r.seconds, 1), "error": r.error, "metrics": r.metrics}
+                                       for r in results], indent=2), encoding="utf-8")
         parent.log_artifact(summary, "report")
+        rows = [{"coordinates": r.cell.coordinates, "metrics": r.metrics} for r in results
+                if r.status in ("FINISHED", "SKIPPED")]
+        for path in write_report(aggregate(rows, spec.metrics), spec.metrics, root / "report",
+                                 f"Suite {spec.name}"):
+            parent.log_artifact(path, "report")
+    failed = [r for r in results if r.status == "FAILED"]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(results)} cells failed[/]; their errors are in {root / 'errors'}",
+                      highlight=False)
     return results
+
+
+def _earlier_result(done: dict[str, Any], cell: Cell, folder: Path) -> tuple[dict[str, float], str] | None:
+    from relforge.bench.store import metrics_of
+
+    if cell.config_hash in done:
+        run = done[cell.config_hash]
+        return metrics_of(run), f"MLflow run {run.info.run_id}"
+    result = folder / "result.json"
+    if result.is_file():
+        data = json.loads(result.read_text(encoding="utf-8"))
+        if data.get("config_hash") == cell.config_hash:
+            return data["metrics"], str(result)
+    return None
 
 
 def comparison_table(spec: SuiteFile, results: Sequence[CellResult]) -> Table:
@@ -92,3 +163,39 @@ def comparison_table(spec: SuiteFile, results: Sequence[CellResult]) -> Table:
         row += [f"{r.seconds:.0f}", r.status if not r.error else f"{r.status}: {r.error[:60]}"]
         table.add_row(*row)
     return table
+
+
+def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/bench",
+                 console: Console | None = None) -> list[Path]:
+    """``relforge report``: aggregate every finished cell of the suite (from
+    MLflow when tracking is on, else from the cells' result.json files),
+    write the report and log it to the suite's parent run."""
+    from relforge.bench import store
+    from relforge.bench.report import aggregate, markdown, write_report
+
+    console = console or Console()
+    root = Path(output_dir) / spec.name
+    tracking = dict(spec.base.get("tracking", {}))
+    client = store.client_for(tracking)
+    if client is not None:
+        rows = store.cell_rows(client, tracking, spec.name)
+    else:
+        rows = []
+        for cell in expand(spec, registry=registry):
+            earlier = _earlier_result({}, cell, cell_dir(root, cell))
+            if earlier is not None:
+                rows.append({"coordinates": cell.coordinates, "metrics": earlier[0]})
+    if not rows:
+        raise ValueError(f"suite {spec.name!r} has no finished cells yet (run `relforge bench` first)")
+    aggs = aggregate(rows, spec.metrics)
+    paths = write_report(aggs, spec.metrics, root / "report", f"Suite {spec.name}")
+    console.print(markdown(aggs, spec.metrics, f"Suite {spec.name} ({len(rows)} finished cells)"), markup=False)
+    if client is not None:
+        parent = store.find_parent(client, tracking, spec.name, "1/1") or next(
+            iter(store.search(client, tracking, [f"tags.`relforge.suite` = '{spec.name}'",
+                                                 "tags.`relforge.role` = 'suite'"])), None)
+        parent_id = parent if isinstance(parent, str) else (parent.info.run_id if parent else None)
+        if parent_id:
+            for p in paths:
+                client.log_artifact(parent_id, str(p), "report")
+    return paths

@@ -67,10 +67,18 @@ def on_run_start(run):
     parent = tags.pop("parent_run_id", None)
     if parent:
         tags["mlflow.parentRunId"] = parent
-    tags.setdefault("mlflow.runName", run.name)
-    mlrun = client.create_run(exp_id, run_name=run.name, tags=tags)
+    resume = tags.pop("resume_run_id", None)
+    if resume:  # continue an earlier run (a suite's parent run when the suite is re-run)
+        mlrun = client.get_run(resume)
+        client.update_run(resume, status="RUNNING")
+        for k, v in tags.items():
+            client.set_tag(resume, k, v)
+    else:
+        tags.setdefault("mlflow.runName", run.name)
+        mlrun = client.create_run(exp_id, run_name=run.name, tags=tags)
     run.state[NAME] = {"uri": uri, "run_id": mlrun.info.run_id, "experiment_id": exp_id}
-    params = [Param(k[:250], str(v)[:MAX_PARAM_VALUE]) for k, v in flatten(run.config).items()]
+    # params are immutable in MLflow: a resumed run keeps those it began with
+    params = [] if resume else [Param(k[:250], str(v)[:MAX_PARAM_VALUE]) for k, v in flatten(run.config).items()]
     for i in range(0, len(params), 100):  # MLflow accepts at most 100 params per batch
         client.log_batch(mlrun.info.run_id, params=params[i:i + 100])
     client.log_batch(mlrun.info.run_id, tags=[RunTag("relforge.output_dir", str(run.output_dir))])
