@@ -1,0 +1,128 @@
+"""The LLM backends: the OpenAI-compatible client against a local server, and the resumable cache."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relforge_tkre.llm import (CachedLLM, CacheSettings, ChatRequest, JsonlCache, LLMError, OpenAIChatClient,
+                               OpenAIChatSettings, build_llm)
+
+from .fake_openai import FakeOpenAI
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI(slow_s=1.5) as srv:
+        yield srv
+
+
+def client(server, model="echo", **kw):
+    kw = {"max_retries": 0, "backoff_s": 0.01, "timeout_s": 5, **kw}
+    return OpenAIChatClient(OpenAIChatSettings(base_url=server.base_url, model=model, **kw))
+
+
+def test_chat_completion_round_trip_sends_model_params_and_key(server, monkeypatch):
+    monkeypatch.setenv("TKRE_TEST_KEY", "sk-test-secret")
+    c = client(server, api_key_env="TKRE_TEST_KEY")
+    assert c.complete(ChatRequest.user("first line\nsay hi", temperature=0.0, max_tokens=7)) == "ANSWER: say hi"
+    body = server.requests[0]
+    assert body["model"] == "echo" and body["max_tokens"] == 7 and body["temperature"] == 0.0
+    assert body["messages"] == [{"role": "user", "content": "first line\nsay hi"}]
+    assert server.auth == ["Bearer sk-test-secret"]
+
+
+def test_api_key_from_config_is_secret_in_repr_and_dump(server):
+    s = OpenAIChatSettings(base_url=server.base_url, model="echo", api_key="sk-config-secret")
+    assert "sk-config-secret" not in repr(s)
+    assert "sk-config-secret" not in json.dumps(s.model_dump(mode="json"))
+    OpenAIChatClient(s).complete(ChatRequest.user("x"))
+    assert server.auth == ["Bearer sk-config-secret"]
+
+
+def test_error_status_is_reported_without_retry_for_client_errors(server):
+    with pytest.raises(LLMError, match="HTTP 400"):
+        client(server, "error-400", max_retries=3).complete(ChatRequest.user("x"))
+    assert len(server.requests) == 1  # a 400 is not retried
+
+
+def test_server_errors_are_retried_with_backoff_then_reported(server):
+    assert client(server, "flaky", max_retries=2).complete(ChatRequest.user("x")) == "ANSWER: x"
+    assert len(server.requests) == 2
+    with pytest.raises(LLMError, match=r"3 attempt\(s\).*HTTP 503"):
+        client(server, "error-503", max_retries=2).complete(ChatRequest.user("y"))
+    assert len(server.requests) == 5
+
+
+def test_timeout(server):
+    with pytest.raises(LLMError, match="timed out"):
+        client(server, "slow", timeout_s=0.3).complete(ChatRequest.user("x"))
+
+
+@pytest.mark.parametrize("model", ["malformed", "no-choices"])
+def test_malformed_body(server, model):
+    with pytest.raises(LLMError, match="malformed response"):
+        client(server, model).complete(ChatRequest.user("x"))
+
+
+def test_concurrent_requests_keep_order(server):
+    reqs = [ChatRequest.user(f"q{i}") for i in range(12)]
+    assert client(server, concurrency=4).complete_many(reqs) == [f"ANSWER: q{i}" for i in range(12)]
+
+
+def test_missing_base_url_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(LLMError, match="base_url"):
+        OpenAIChatClient(OpenAIChatSettings(model="m"))
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_interrupted_generation_resumes_from_cache_without_repeating_requests(server, tmp_path, concurrency):
+    path = tmp_path / "cache.jsonl"
+    reqs = [ChatRequest.user(f"prompt {i}") for i in range(10)]
+    server.fail_after = 4  # the provider goes down after four answers
+    llm = build_llm(OpenAIChatSettings(base_url=server.base_url, model="echo", max_retries=0,
+                                       concurrency=concurrency), path)
+    with pytest.raises(LLMError):
+        llm.complete_many(reqs)
+    first = sum(server.answered.values())
+    assert first >= 4
+    assert len(JsonlCache(path)) == first  # every answer that arrived was written at once
+    server.fail_after = None
+    llm = build_llm(OpenAIChatSettings(base_url=server.base_url, model="echo", max_retries=0,
+                                       concurrency=concurrency), path)
+    assert llm.complete_many(reqs) == [f"ANSWER: prompt {i}" for i in range(10)]
+    assert llm.stats.hits == first and llm.stats.misses == 10 - first
+    # no prompt was answered twice across the two runs
+    assert sorted(server.answered.values()) == [1] * 10
+    # a third run is served entirely from the cache
+    n = len(server.requests)
+    assert build_llm(CacheSettings(path=str(path), model="echo"), None).complete_many(reqs)[3] == "ANSWER: prompt 3"
+    assert len(server.requests) == n
+
+
+def test_cache_survives_a_line_cut_short(tmp_path):
+    path = tmp_path / "c.jsonl"
+    cache = JsonlCache(path)
+    req = ChatRequest.user("a")
+    cache.put(req.key("m"), req, "m", "answer a")
+    with path.open("a") as fh:
+        fh.write('{"key": "trunc')  # an interrupted write
+    reloaded = JsonlCache(path)
+    assert reloaded.skipped_lines == 1 and reloaded.get(req.key("m")) == "answer a"
+    req_b = ChatRequest.user("b")
+    reloaded.put(req_b.key("m"), req_b, "m", "answer b")
+    again = JsonlCache(path)
+    assert again.get(req_b.key("m")) == "answer b" and again.skipped_lines == 1
+
+
+def test_replay_only_cache_names_missing_requests(tmp_path):
+    llm = CachedLLM(None, JsonlCache(tmp_path / "none.jsonl"), model_name="m")
+    with pytest.raises(LLMError, match="1 of 1 request"):
+        llm.complete(ChatRequest.user("never asked"))
+
+
+def test_identical_prompts_with_different_sample_index_are_separate_entries(tmp_path):
+    a, b = ChatRequest.user("p", sample=0), ChatRequest.user("p", sample=1)
+    assert a.key("m") != b.key("m") and a.key("m") == ChatRequest.user("p").key("m")
+    assert a.key("m") != a.key("other-model")
