@@ -2,8 +2,60 @@
 
 A RelForge plugin, registered through the ``relforge`` entry-point group
 exactly as a third-party plugin is. It imports only the core's public API.
-Its components arrive with the plugin's own issue; until then it loads and is
-listed by ``relforge plugins`` with no components.
+
+Components: template ``etrag.sure``; retrievers ``etrag.soft_knn``,
+``etrag.topk``, ``etrag.random``; pretraining stage
+``etrag.retriever_warmup``; method ``etrag`` (its own model builder). See
+README.md.
 """
+from relforge import hookimpl
+from relforge.components import Method
 
 __version__ = "0.1.0"
+
+#: the method's defaults, sized for the quickstart (MiniLM, small warm-up);
+#: the paper-setting configs in configs/ override them
+ETRAG_DEFAULTS = {
+    "model": {"architecture": "seq2seq", "backbone": "minilm",
+              "options": {"k": 5, "pool_size": 32, "refresh_every": 100}},
+    "template": {"name": "etrag.sure"},
+    "loss": {"name": "relforge.cross_entropy"},
+    "decoder": {"name": "relforge.sure"},
+    "retriever": {"name": "etrag.soft_knn", "temperature": 1.0},
+    "pretraining": [{"name": "etrag.retriever_warmup", "steps": 10, "learning_rate": 1e-4}],
+    "decision": {"mode": "argmax"},
+    "train": {"learning_rate": 1e-4, "group_learning_rates": {"retriever": 2e-5, "projection": 1e-3}},
+}
+
+
+@hookimpl
+def register_templates(register):
+    from relforge_etrag.template import SureTemplate
+
+    register(SureTemplate)
+
+
+@hookimpl
+def register_retrievers(register):
+    from relforge_etrag.retrievers import HardTopKRetriever, RandomRetriever, SoftKNNRetriever
+
+    register(SoftKNNRetriever)
+    register(HardTopKRetriever)
+    register(RandomRetriever)
+
+
+@hookimpl
+def register_pretraining_stages(register):
+    from relforge_etrag.warmup import RetrieverWarmup
+
+    register(RetrieverWarmup)
+
+
+@hookimpl
+def register_methods(register):
+    from relforge_etrag.build import build_etrag_model
+
+    register(Method("etrag", ETRAG_DEFAULTS,
+                    "ETRAG (Makino et al., 2024): SuRE generation with soft prompts from an end-to-end trained "
+                    "differentiable kNN retriever; model.options.k=0 is the SuRE baseline",
+                    build_model=build_etrag_model))

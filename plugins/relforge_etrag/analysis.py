@@ -1,0 +1,91 @@
+"""How often retrieved neighbours share the query's relation label.
+
+``neighbour_label_agreement(model, examples)`` retrieves, for every example,
+the k neighbours an ETRAG model would use at inference (from its cached
+memory) and reports the share whose gold label is among the query's gold
+labels (the no-relation label counts as a label), at rank 1 and over all k,
+with the share expected from random neighbours (the memory's label
+distribution) beside it.
+
+Command line: before (a freshly built model with the run's configuration,
+i.e. the retriever as initialised) and after (the trained model folder)::
+
+    python -m relforge_etrag.analysis runs/<run>/best --split test [--data-dir DIR] [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+
+@torch.no_grad()
+def neighbour_label_agreement(model, examples: Sequence, batch_size: int = 32) -> dict[str, float]:
+    if model.options.k == 0:
+        raise ValueError("k = 0: the model retrieves nothing")
+    was = model.training
+    model.eval()
+    hits_top1 = hits_all = total = 0
+    try:
+        for a in range(0, len(examples), batch_size):
+            feats = model.features(examples[a:a + batch_size], training=False)
+            _, rows = model.retrieve_cached(feats)
+            for f, row in zip(feats, rows.tolist()):
+                gold = set(f["gold"])
+                labels = [model.memory_items[r]["label"] for r in row]
+                hits_top1 += labels[0] in gold
+                hits_all += sum(lab in gold for lab in labels)
+                total += len(labels)
+    finally:
+        model.train(was)
+    n = len(examples)
+    freq = Counter(it["label"] for it in model.memory_items)
+    m = sum(freq.values())
+    chance = sum(sum(freq[g] for g in (sorted(ex.relations) or [model.no_relation])) / m for ex in examples) / n
+    return {"examples": n, "k": model.options.k, "agreement_top1": hits_top1 / n,
+            "agreement_at_k": hits_all / total, "chance": chance}
+
+
+def before_after(folder, split: str = "test", data_dir=None, limit: int | None = None) -> dict[str, dict]:
+    """Agreement of a freshly initialised model (same configuration) and of the trained one."""
+    from accelerate.utils import set_seed
+
+    from relforge.data import load_data
+    from relforge.engine.build import build_model, load_saved
+    from relforge.registry import get_registry
+
+    registry = get_registry()
+    trained, resolved, meta = load_saved(folder, registry=registry)
+    data = load_data(resolved.run.data, registry, data_dir=data_dir)
+    if split not in data.splits:
+        raise ValueError(f"split {split!r} is not in the run's data (have {sorted(data.splits)})")
+    examples = data.splits[split][:limit] if limit else data.splits[split]
+    set_seed(resolved.run.seed)
+    fresh = build_model(resolved, labels=meta["labels"], label_words=meta["label_words"],
+                        no_relation=meta["no_relation"], registry=registry)
+    fresh.set_memory(data.splits["train"])
+    return {"before": neighbour_label_agreement(fresh, examples),
+            "after": neighbour_label_agreement(trained, examples)}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m relforge_etrag.analysis", description=__doc__.split("\n\n")[0])
+    p.add_argument("model_dir", help="a model folder an etrag run saved (runs/<run>/best)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--output", default=None, help="write the JSON here as well")
+    a = p.parse_args(argv)
+    result = before_after(a.model_dir, a.split, a.data_dir, a.limit)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if a.output:
+        with open(a.output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Retrievers over span-vector memories: differentiable kNN, hard top-k, random.
+
+An instance is a stack of ``S`` span vectors (head, tail, summary/label), so a
+query is ``(batch, S, H)`` and the memory ``(M, S, H)`` (a plain ``(batch, H)``
+query is treated as ``S = 1``). The distance between two instances is the mean
+over spans of the cosine distance; with every span vector L2-normalised it is
+one matrix product: ``1 - (q @ m.T) / S`` on the flattened ``(S * H)`` rows.
+
+``exclude`` extends the core protocol slightly: besides a ``(batch,)`` tensor
+of one memory row per query (-1 for none) it accepts a ``(batch, M)`` boolean
+mask, so that every memory item of the query's own example (a pair with two
+relations is stored once per relation) is hidden from it during training.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from relforge.components import Retrieval, Retriever, Settings
+
+#: the smallest value ``1 - w`` is clamped to before its log (Plötz and Roth's
+#: relaxation takes log(1 - w), which is -inf once a weight saturates at 1)
+LOG_GUARD = 1e-12
+
+
+def as_spans(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 2:
+        return x[:, None, :]
+    if x.dim() != 3:
+        raise ValueError(f"expected (rows, dim) or (rows, spans, dim) vectors, got shape {tuple(x.shape)}")
+    return x
+
+
+def mean_cosine_similarity(query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """(batch, M): the mean over spans of the cosine similarity, as one matmul."""
+    q, m = as_spans(query), as_spans(memory)
+    if q.shape[1:] != m.shape[1:]:
+        raise ValueError(f"query spans/dim {tuple(q.shape[1:])} differ from memory {tuple(m.shape[1:])}")
+    s = q.shape[1]
+    qn = F.normalize(q.float(), dim=-1).reshape(q.shape[0], -1)
+    mn = F.normalize(m.float(), dim=-1).reshape(m.shape[0], -1)
+    return qn @ mn.T / s
+
+
+def exclusion_mask(exclude: torch.Tensor | None, batch: int, size: int, device) -> torch.Tensor | None:
+    """(batch, M) bool: memory rows each query must not retrieve."""
+    if exclude is None:
+        return None
+    exclude = exclude.to(device)
+    if exclude.dim() == 2:
+        if tuple(exclude.shape) != (batch, size):
+            raise ValueError(f"exclude mask must be ({batch}, {size}), got {tuple(exclude.shape)}")
+        return exclude.bool()
+    if tuple(exclude.shape) != (batch,):
+        raise ValueError(f"exclude must be ({batch},) row indices or a ({batch}, {size}) mask")
+    mask = torch.zeros(batch, size, dtype=torch.bool, device=device)
+    rows = (exclude >= 0).nonzero().flatten()
+    mask[rows, exclude[rows].long()] = True
+    return mask
+
+
+def _check_k(k: int, size: int, mask: torch.Tensor | None) -> None:
+    if k < 1:
+        raise ValueError(f"k must be at least 1 to retrieve (k = 0 means no retrieval), got {k}")
+    free = size if mask is None else int((~mask).sum(1).min()) if mask.numel() else size
+    if free < k:
+        raise ValueError(f"cannot retrieve {k} neighbours: a query has only {free} memory rows it may use "
+                         f"(memory size {size}); lower k or enlarge the memory pool")
+
+
+def soft_knn_weights(scores: torch.Tensor, k: int, temperature: float = 1.0) -> torch.Tensor:
+    """Plötz and Roth's continuous relaxation of k nearest neighbours.
+
+    ``scores`` (batch, M) are similarities (``-distance``); entries of -inf are
+    never selected. With s_1 = scores / t, for i = 1..k: w_i = softmax(s_i),
+    s_{i+1} = s_i + log(1 - w_i). Returns (batch, k, M); every w_i sums to one.
+    ``log(1 - w)`` is taken of ``1 - w`` clamped to ``LOG_GUARD``, so a weight
+    that saturates at 1 (low temperatures) gives a large finite penalty
+    instead of -inf and NaN gradients.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    s = scores.float() / temperature
+    out = []
+    for _ in range(k):
+        w = torch.softmax(s, dim=-1)
+        out.append(w)
+        s = s + torch.log((1.0 - w).clamp_min(LOG_GUARD))
+    return torch.stack(out, dim=1)
+
+
+def _gather(weights_or_idx: torch.Tensor, memory: torch.Tensor, soft: bool) -> torch.Tensor:
+    m = as_spans(memory)
+    if soft:  # (B, k, M) x (M, S, H) -> (B, k, S, H)
+        return torch.einsum("bkm,msh->bksh", weights_or_idx.to(m.dtype), m)
+    return m[weights_or_idx]  # (B, k) -> (B, k, S, H)
+
+
+class SoftKNNRetriever(Retriever):
+    """Differentiable kNN (Plötz and Roth, 2018) over mean cosine distance:
+    each of the k soft neighbours is the w_i-weighted sum of the memory rows,
+    so gradients reach both the query and the memory vectors."""
+
+    name = "soft_knn"
+
+    class Settings(Settings):
+        temperature: float = Field(1.0, gt=0)
+
+    def retrieve(self, query, memory, k, exclude=None) -> Retrieval:
+        sim = mean_cosine_similarity(query, memory)
+        mask = exclusion_mask(exclude, sim.shape[0], sim.shape[1], sim.device)
+        _check_k(k, sim.shape[1], mask)
+        scores = -(1.0 - sim)  # s = -distance
+        if mask is not None:
+            scores = scores.masked_fill(mask, float("-inf"))
+        w = soft_knn_weights(scores, k, self.settings.temperature)
+        return Retrieval(weights=w, indices=w.argmax(-1), neighbours=_gather(w, memory, soft=True))
+
+
+class HardTopKRetriever(Retriever):
+    """The k memory rows nearest in mean cosine distance (no gradient through
+    the selection; the selected rows' vectors still carry gradients)."""
+
+    name = "topk"
+
+    def retrieve(self, query, memory, k, exclude=None) -> Retrieval:
+        sim = mean_cosine_similarity(query, memory)
+        mask = exclusion_mask(exclude, sim.shape[0], sim.shape[1], sim.device)
+        _check_k(k, sim.shape[1], mask)
+        if mask is not None:
+            sim = sim.masked_fill(mask, float("-inf"))
+        idx = sim.topk(k, dim=-1).indices
+        w = torch.zeros(sim.shape[0], k, sim.shape[1], device=sim.device).scatter_(2, idx[..., None], 1.0)
+        return Retrieval(weights=w, indices=idx, neighbours=_gather(idx, memory, soft=False))
+
+
+class RandomRetriever(Retriever):
+    """k memory rows drawn uniformly without replacement (an ablation)."""
+
+    name = "random"
+
+    class Settings(Settings):
+        seed: int = 0
+
+    def __init__(self, settings=None) -> None:
+        super().__init__(settings)
+        self._gen = torch.Generator().manual_seed(self.settings.seed)
+
+    def retrieve(self, query, memory, k, exclude=None) -> Retrieval:
+        q, m = as_spans(query), as_spans(memory)
+        mask = exclusion_mask(exclude, q.shape[0], m.shape[0], m.device)
+        _check_k(k, m.shape[0], mask)
+        keys = torch.rand(q.shape[0], m.shape[0], generator=self._gen).to(m.device)
+        if mask is not None:
+            keys = keys.masked_fill(mask, -1.0)
+        idx = keys.topk(k, dim=-1).indices
+        w = torch.zeros(q.shape[0], k, m.shape[0], device=m.device).scatter_(2, idx[..., None], 1.0)
+        return Retrieval(weights=w, indices=idx, neighbours=_gather(idx, memory, soft=False))
+
+
+# ---- candidate search over a large cached memory ---------------------------
+
+class MemorySearch:
+    """Top-C candidate rows of a cached memory for each query, by mean cosine
+    similarity: chunked matrix products with ``topk`` (exact), or a FAISS
+    inner-product index over the per-span-normalised, flattened rows divided
+    by sqrt(S) (inner product = mean cosine), built once per memory refresh."""
+
+    def __init__(self, memory: torch.Tensor, backend: str = "torch", chunk: int = 16384) -> None:
+        self.memory = as_spans(memory).detach()
+        self.backend, self.chunk = backend, chunk
+        s = self.memory.shape[1]
+        self._flat = F.normalize(self.memory.float(), dim=-1).reshape(self.memory.shape[0], -1) / s ** 0.5
+        self._index = None
+        if backend == "faiss":
+            try:
+                import faiss
+            except ImportError as exc:
+                raise ImportError("memory_search: faiss needs the `faiss-cpu` (or faiss-gpu) package: "
+                                  "pip install faiss-cpu") from exc
+            self._index = faiss.IndexFlatIP(self._flat.shape[1])
+            self._index.add(self._flat.cpu().numpy())
+        elif backend != "torch":
+            raise ValueError(f"memory_search must be 'torch' or 'faiss', got {backend!r}")
+
+    def search(self, query: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(similarities, indices), each (batch, c), best first."""
+        q = as_spans(query).detach()
+        qf = F.normalize(q.float(), dim=-1).reshape(q.shape[0], -1) / q.shape[1] ** 0.5
+        c = min(c, self._flat.shape[0])
+        if self._index is not None:
+            sims, idx = self._index.search(qf.cpu().numpy(), c)
+            return torch.from_numpy(sims).to(q.device), torch.from_numpy(idx).long().to(q.device)
+        best_s, best_i = None, None
+        for a in range(0, self._flat.shape[0], self.chunk):
+            sims = qf @ self._flat[a:a + self.chunk].to(qf.device).T
+            top = sims.topk(min(c, sims.shape[1]), dim=-1)
+            s, i = top.values, top.indices + a
+            if best_s is not None:
+                s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
+                top = s.topk(min(c, s.shape[1]), dim=-1)
+                s, i = top.values, i.gather(1, top.indices)
+            best_s, best_i = s, i
+        return best_s, best_i
