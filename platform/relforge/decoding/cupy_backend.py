@@ -1,4 +1,5 @@
-"""The CUDA masking backend: ``kernels/trie_mask.cu`` run through CuPy.
+"""The CUDA masking backend: ``trie_mask.cu`` (package data, beside this
+module so the ``*.cu`` package-data glob ships it) run through CuPy.
 
 CuPy is optional (``pip install relforge[gpu]``) and imported only when this
 backend runs. Tensors are shared with torch through DLPack (no copies) and the
@@ -26,7 +27,7 @@ NEG_INF_BITS = {
 
 
 def kernel_source() -> str:
-    return resources.files("relforge.decoding").joinpath("kernels/trie_mask.cu").read_text()
+    return resources.files("relforge.decoding").joinpath("trie_mask.cu").read_text()
 
 
 @functools.cache

@@ -7,7 +7,7 @@ Two interchangeable backends with identical results:
   scores back with ``scatter_reduce(amax)`` (padding entries carry -inf, so
   duplicate indices cannot clobber an allowed value). One write pass over the
   scores and no per-row Python.
-* ``"cupy"`` (CUDA): the kernel in ``kernels/trie_mask.cu``, see
+* ``"cupy"`` (CUDA): the kernel in ``trie_mask.cu``, see
   :mod:`relforge.decoding.cupy_backend`.
 
 ``backend="auto"`` picks CuPy for CUDA tensors when CuPy imports and torch
