@@ -131,3 +131,10 @@ def test_backend_resolution_on_cpu():
         assert "CUDA" in str(err)
     else:
         raise AssertionError("cupy accepted for a CPU tensor")
+
+
+def test_public_api_is_reachable_from_the_package():
+    import relforge.decoding as decoding
+
+    for name in decoding.__all__:
+        assert getattr(decoding, name) is not None
