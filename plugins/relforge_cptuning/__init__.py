@@ -24,7 +24,9 @@ __version__ = "0.2.0"
 CPTUNING = {
     "model": {"architecture": "seq2seq", "backbone": "minilm"},
     "template": {"name": "cptuning.infill"},
-    "loss": {"name": "cptuning.contrastive_threshold"},
+    # the threshold is spelled out so that the decision can follow it (`${loss.threshold}`);
+    # a configuration that replaces the loss sets decision.threshold itself
+    "loss": {"name": "cptuning.contrastive_threshold", "threshold": 0.5},
     "decoder": {"name": "relforge.exact", "normalize": "mean"},
     # keep every candidate whose length-normalised probability passes the loss's threshold;
     # none passes: the top one, unless it is the no-relation label
