@@ -250,7 +250,7 @@ class MaskedSpanLMStage(PretrainingStage):
             optimizer.step()
             step += 1
             for k, v in {**losses, "loss": loss}.items():
-                running[k] = running.get(k, 0.0) + float(v)
+                running[k] = running.get(k, 0.0) + float(v.detach())
             if run is not None and (step % s.log_every == 0 or step == total):
                 n = s.log_every if step % s.log_every == 0 else step % s.log_every
                 run.log_metrics({f"pretraining/{self.stage_label}/{k}": v / n for k, v in running.items()}, step)

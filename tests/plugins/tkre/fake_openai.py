@@ -5,16 +5,34 @@ Its behaviour is chosen per request by the ``model`` field:
 answer with that status; ``flaky`` answers 503 to the first request of each
 prompt and then normally; ``slow`` waits ``slow_s`` before answering;
 ``malformed`` answers a body that is not JSON; ``no-choices`` a JSON object
-without choices. ``fail_after`` makes every request after the first N
+without choices; ``re-llm`` plays a knowledge-generating LLM: it explains
+an explanation prompt by restating its subject, relation and object, and
+answers a synthetic-data prompt with its demonstrations reworded (valid),
+one with another relation and one chatty line (both to be rejected). ``fail_after`` makes every request after the first N
 answer 500 (a provider going down mid-generation).
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def scripted(prompt: str) -> str:
+    if "Here are some samples for relation" in prompt:
+        demos = [line for line in prompt.splitlines() if line.startswith("Relation:")]
+        out = ["Here are more samples:"]
+        out += [f"{i + 1}. " + d.replace("Context: ", "Context: Reportedly , ", 1) for i, d in enumerate(demos)]
+        out.append(demos[0].replace("Relation: ", "Relation: not_", 1))
+        return "\n".join(out)
+    m = re.search(r'subject "(.*?)" has the relation "(.*?)" with the object "(.*?)"', prompt)
+    if m is None:
+        return "I cannot explain that."
+    head, rel, tail = m.groups()
+    return f"The sentence says that {head} and {tail} are linked : {head} stands in {rel} to {tail} ."
 
 
 class FakeOpenAI:
@@ -59,7 +77,7 @@ class FakeOpenAI:
                     return self._send(200, b'{"id": "x", "object": "chat.completion"}')
                 with outer.lock:
                     outer.answered[prompt] += 1
-                answer = "ANSWER: " + prompt.splitlines()[-1]
+                answer = scripted(prompt) if model == "re-llm" else "ANSWER: " + prompt.splitlines()[-1]
                 payload = {"id": f"c{n}", "object": "chat.completion", "model": model,
                            "choices": [{"index": 0, "finish_reason": "stop",
                                         "message": {"role": "assistant", "content": answer}}]}
