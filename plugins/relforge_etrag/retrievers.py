@@ -19,9 +19,9 @@ from pydantic import Field
 
 from relforge.components import Retrieval, Retriever, Settings
 
-#: the smallest value ``1 - w`` is clamped to before its log (Plötz and Roth's
-#: relaxation takes log(1 - w), which is -inf once a weight saturates at 1)
-LOG_GUARD = 1e-12
+def _fp(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (half-precision inputs are promoted; float64 is kept)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def as_spans(x: torch.Tensor) -> torch.Tensor:
@@ -38,8 +38,8 @@ def mean_cosine_similarity(query: torch.Tensor, memory: torch.Tensor) -> torch.T
     if q.shape[1:] != m.shape[1:]:
         raise ValueError(f"query spans/dim {tuple(q.shape[1:])} differ from memory {tuple(m.shape[1:])}")
     s = q.shape[1]
-    qn = F.normalize(q.float(), dim=-1).reshape(q.shape[0], -1)
-    mn = F.normalize(m.float(), dim=-1).reshape(m.shape[0], -1)
+    qn = F.normalize(_fp(q), dim=-1).reshape(q.shape[0], -1)
+    mn = F.normalize(_fp(m), dim=-1).reshape(m.shape[0], -1)
     return qn @ mn.T / s
 
 
@@ -69,24 +69,45 @@ def _check_k(k: int, size: int, mask: torch.Tensor | None) -> None:
                          f"(memory size {size}); lower k or enlarge the memory pool")
 
 
+def log1m_softmax(s: torch.Tensor) -> torch.Tensor:
+    """log(1 - softmax(s)) along the last axis, exactly and without -inf/NaN.
+
+    Only the largest weight can exceed 1/2; every other entry is
+    ``log1p(-w)``, accurate there. For the largest, 1 - w is the sum of the
+    other weights, so its log is their log-sum-exp, computed from the log
+    weights: finite even when w rounds to 1 in floating point (where the
+    public code's ``torch.log(1 - w)`` gives -inf and NaN gradients).
+    Entries of -inf stay at log(1 - 0) = 0.
+    """
+    log_w = torch.log_softmax(s, dim=-1)
+    out = torch.log1p(-log_w.exp().clamp(max=0.5))  # the clamp only touches the top entry, replaced below
+    top = s.argmax(-1, keepdim=True)
+    rest = log_w.scatter(-1, top, float("-inf")).logsumexp(-1, keepdim=True)
+    return out.scatter(-1, top, rest)
+
+
 def soft_knn_weights(scores: torch.Tensor, k: int, temperature: float = 1.0) -> torch.Tensor:
     """Plötz and Roth's continuous relaxation of k nearest neighbours.
 
     ``scores`` (batch, M) are similarities (``-distance``); entries of -inf are
-    never selected. With s_1 = scores / t, for i = 1..k: w_i = softmax(s_i),
+    never selected. With s_1 = scores, for i = 1..k: w_i = softmax(s_i / t),
     s_{i+1} = s_i + log(1 - w_i). Returns (batch, k, M); every w_i sums to one.
-    ``log(1 - w)`` is taken of ``1 - w`` clamped to ``LOG_GUARD``, so a weight
-    that saturates at 1 (low temperatures) gives a large finite penalty
-    instead of -inf and NaN gradients.
+
+    The temperature divides the scores inside every softmax (Plötz and Roth,
+    2018, and the public ETRAG code), not once up front: with s_1 = scores / t
+    and w_i = softmax(s_i), two rows get w_2 = (1/2, 1/2) at every temperature,
+    so that form never approaches hard top-k. Both agree at t = 1.
+    ``log(1 - w_i)`` is guarded by :func:`log1m_softmax`, so low temperatures
+    (weights that round to 1) stay finite and still push the chosen row down.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    s = scores.float() / temperature
+    s = _fp(scores)
     out = []
     for _ in range(k):
-        w = torch.softmax(s, dim=-1)
-        out.append(w)
-        s = s + torch.log((1.0 - w).clamp_min(LOG_GUARD))
+        logits = s / temperature
+        out.append(torch.softmax(logits, dim=-1))
+        s = s + log1m_softmax(logits)
     return torch.stack(out, dim=1)
 
 
