@@ -65,6 +65,15 @@ class DataConfig(_Strict):
     def _dataset_ref(cls, v: Any) -> Any:
         return _coerce_ref(v)
 
+    @field_validator("sampling")
+    @classmethod
+    def _sampling(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # validated when the config is loaded, not only when the data is read
+        from relforge.data.loading import parse_sampling
+
+        parse_sampling(v)
+        return v
+
 
 class ModelConfig(_Strict):
     #: a transformers hub id or local path; "minilm" means the packaged MiniLM

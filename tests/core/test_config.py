@@ -115,3 +115,9 @@ def test_picking_another_component_drops_the_old_settings(reg, tmp_path):
     assert load_config([f], registry=reg).component_name("loss") == "other.scaled_mse"
     # the same component keeps the method's settings
     assert load_config([], ["method=toy", "loss=toy.scaled_mse"], registry=reg).settings("loss").scale == 2.0
+
+
+def test_data_sampling_is_validated_when_the_config_is_loaded():
+    with pytest.raises(ConfigError, match=r"data\.sampling\.kk: unknown key"):
+        load_config([], ["data.dataset=quickstart", "data.sampling.kind=kshot", "data.sampling.k=8",
+                         "data.sampling.seed=13", "data.sampling.kk=3"])
