@@ -222,8 +222,7 @@ class ETRAGModel(GenerativeREModel):
                   for a in range(0, len(self.memory_items), bs)]
         self.span_encoder.train(was)
         self.memory_cache = torch.cat(chunks).detach()
-        self._search = MemorySearch(self.memory_cache, self.options.memory_search) \
-            if self.options.search_candidates else None
+        self._search = None
         self._cache_step = self.train_steps
 
     # ---- data ---------------------------------------------------------------
@@ -295,9 +294,11 @@ class ETRAGModel(GenerativeREModel):
         query = self.encode_queries(features)
         mem = self.memory_cache.to(query.device)
         k = min(self.options.k, mem.shape[0])
-        if self._search is None:
+        if not self.options.search_candidates:
             r = self.retriever.retrieve(query, mem, k)
             return self.make_prompts(query, r.neighbours), r.indices
+        if self._search is None:  # built once per refresh of the cache
+            self._search = MemorySearch(self.memory_cache, self.options.memory_search)
         _, cand = self._search.search(query, self.options.search_candidates)
         neigh, rows = [], []
         for i in range(query.shape[0]):
@@ -420,8 +421,7 @@ class ETRAGModel(GenerativeREModel):
                                                  if k.startswith("projection.")})
             if "memory_cache" in tensors:
                 self.memory_cache = tensors["memory_cache"]
-                self._search = MemorySearch(self.memory_cache, self.options.memory_search) \
-                    if self.options.search_candidates else None
+                self._search = None
             loss_state = {k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}
             if loss_state and isinstance(self.loss_fn, torch.nn.Module):
                 self.loss_fn.load_state_dict(loss_state)

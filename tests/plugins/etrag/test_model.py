@@ -1,0 +1,234 @@
+"""The ETRAG model on tiny random backbones: template, soft prompts, training, ranking, saving, analysis."""
+import pytest
+import torch
+
+from relforge.config import load_config
+from relforge.data import load_data
+from relforge.data.example import Entity, Example
+from relforge.engine.build import build_model, load_saved
+from relforge.registry import get_registry
+
+
+def _resolved(tiny_t5_dir, tiny_bert_dir, *extra):
+    return load_config(overrides=[
+        "method=etrag", "data.dataset=quickstart", "data.dataset.train_size=24", "data.dataset.dev_size=6",
+        "data.dataset.test_size=6", f"model.backbone={tiny_t5_dir}",
+        f"model.options.retriever_backbone={tiny_bert_dir}", "model.options.k=2", "model.options.pool_size=8",
+        "model.options.retriever_max_length=64", "model.max_source_length=64", "model.max_target_length=16",
+        "tracking.trackers=[]", *extra])
+
+
+def _build(resolved, registry=None):
+    registry = registry or get_registry()
+    data = load_data(resolved.run.data, registry)
+    words = {lab: data.verbalizer.words[lab] for lab in data.labels}
+    torch.manual_seed(0)
+    model = build_model(resolved, labels=data.labels, label_words=words, no_relation=data.no_relation,
+                        registry=registry)
+    return model, data
+
+
+@pytest.fixture(scope="module")
+def built(tiny_t5_dir, tiny_bert_dir):
+    return _build(_resolved(tiny_t5_dir, tiny_bert_dir))
+
+
+def _example(relations=("born_in",), head_type="PER", tail_type="LOC"):
+    text = "Ada Quill was born in Norport ."
+    return Example(id="x", text=text, tokens=text.split(),
+                   head=Entity("Ada Quill", 0, 9, 0, 2, head_type), tail=Entity("Norport", 22, 29, 5, 6, tail_type),
+                   relations=frozenset(relations))
+
+
+def test_sure_template_source_targets_and_type_constraints(built):
+    model, data = built
+    model.features(data.splits["train"], training=True)  # learns the type constraints
+    t = model.template
+    r = t.render(_example(), model.label_words)
+    assert r.source == ("The head entity is Ada Quill . The tail entity is Norport . The type of Ada Quill is per . "
+                        "The type of Norport is loc . Ada Quill was born in Norport .")
+    assert r.source[slice(*r.extra["head_span"])] == "Ada Quill"
+    assert r.source[slice(*r.extra["tail_span"])] == "Norport"
+    assert r.targets == [data.verbalizer.render("born_in", "Ada Quill", "Norport")]
+    assert r.candidates["no_relation"] == "Ada Quill has no known relations to Norport"
+    # PER-LOC pairs never hold works_for / founded / located_in in the training data
+    assert set(r.candidates) == set(t.constraints["PER|LOC"]) | {"no_relation"}
+    assert "works_for" not in r.candidates
+    # an unseen type pair keeps every label
+    assert set(t.render(_example((), "ORG", "PER"), model.label_words).candidates) == set(model.labels)
+    with pytest.raises(KeyError, match="not in the label space"):
+        t.render(_example(("nope",)), model.label_words)
+
+
+def test_soft_prompts_change_length_and_mask_consistently(built):
+    model, _ = built
+    ids = torch.tensor([[5, 6, 7, 0], [5, 8, 0, 0]])
+    att = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    prompts = torch.randn(2, 3, model.backbone.config.d_model)
+    embeds, mask = model.insert_prompts(ids, att, prompts)
+    plain = model.backbone.get_input_embeddings()(ids)
+    assert embeds.shape[1] == mask.shape[1] == ids.shape[1] + 3
+    assert torch.equal(embeds[:, 0], plain[:, 0])
+    assert torch.equal(embeds[:, 1:4], prompts)
+    assert torch.equal(embeds[:, 4:], plain[:, 1:])
+    assert mask[:, 1:4].eq(1).all()
+    assert torch.equal(mask[:, [0, 4, 5, 6]], att)
+    assert int(mask.sum()) == int(att.sum()) + 6
+    e2, m2 = model.insert_prompts(ids, att, None)
+    assert torch.equal(e2, plain) and torch.equal(m2, att)
+
+
+def test_prompt_count_is_one_plus_k_times_spans(built):
+    model, data = built
+    feats = model.features(data.splits["train"], training=True)
+    batch = model.collate(feats[:4])
+    model.train()
+    prompts = model._train_prompts(batch)
+    assert prompts.shape == (4, (1 + model.options.k) * 3, model.backbone.config.d_model)
+
+
+def test_training_excludes_the_query_own_example(built):
+    model, data = built
+    feats = model.features(data.splits["train"], training=True)
+    model.options = model.options.model_copy(update={"pool_size": len(model.memory_items)})
+    model.train()
+    for a in range(0, len(feats), 8):
+        batch = model.collate(feats[a:a + 8])
+        model._train_prompts(batch)
+        r = model.last_retrieval
+        own = batch["example"]
+        pool_example = torch.tensor([model.memory_items[i]["example"] for i in r["pool"].tolist()])
+        same = pool_example[None, :] == own[:, None]  # (B, pool)
+        assert float(r["weights"].masked_select(same[:, None, :].expand_as(r["weights"])).abs().max()) == 0.0
+        for row, e in zip(r["indices"].tolist(), own.tolist()):
+            assert all(model.memory_items[i]["example"] != e for i in row)
+    model.options = model.options.model_copy(update={"pool_size": 8})
+
+
+def test_memory_has_one_item_per_gold_target(built):
+    model, data = built
+    model.set_memory(data.splits["train"])
+    expected = sum(max(1, len(ex.relations)) for ex in data.splits["train"])
+    assert len(model.memory_items) == expected
+    it = model.memory_items[0]
+    ex = data.splits["train"][it["example"]]
+    assert it["text"][slice(*it["summary"])] in model.render(ex)[1]
+
+
+def test_few_steps_lower_the_loss_and_change_the_retriever(tiny_t5_dir, tiny_bert_dir):
+    model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir))
+    feats = model.features(data.splits["train"], training=True)
+    batch = model.collate(feats[:4])
+    groups = model.parameter_groups()
+    assert {"backbone", "retriever", "projection"} <= set(groups)
+    before = {n: p.detach().clone() for n, p in model.span_encoder.named_parameters()}
+    opt = torch.optim.AdamW([{"params": groups["backbone"], "lr": 3e-3},
+                             {"params": groups["retriever"], "lr": 1e-3},
+                             {"params": groups["projection"], "lr": 3e-3}])
+    model.train()
+    losses = []
+    for step in range(5):
+        model._pool_gen.manual_seed(0)  # the same pool each step: a fixed objective
+        loss = model(batch)["loss"]
+        loss.backward()
+        if step == 0:  # the generation loss alone reaches the retriever encoder
+            grads = [p.grad for p in model.span_encoder.parameters() if p.grad is not None]
+            assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    changed = [n for n, p in model.span_encoder.named_parameters() if not torch.equal(p, before[n])]
+    assert changed
+
+
+def test_rank_save_and_load_round_trip(tiny_t5_dir, tiny_bert_dir, tmp_path):
+    resolved = _resolved(tiny_t5_dir, tiny_bert_dir)
+    model, data = _build(resolved)
+    model.features(data.splits["train"], training=True)
+    test = data.splits["test"]
+    ranks = model.rank(test)
+    assert len(ranks) == len(test)
+    for ex, r in zip(test, ranks):
+        assert {c.label for c in r} == set(model.template.render(ex, model.label_words).candidates)
+        assert all(a.score >= b.score for a, b in zip(r, r[1:]))
+    model.save(tmp_path / "m", {"config": resolved.data})
+    loaded, _, _ = load_saved(tmp_path / "m")
+    assert len(loaded.memory_items) == len(model.memory_items)
+    again = loaded.rank(test)
+    for a, b in zip(ranks, again):
+        assert [c.label for c in a] == [c.label for c in b]
+        assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-4)
+
+
+def test_k0_is_the_sure_baseline(tiny_t5_dir, tiny_bert_dir):
+    model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir, "model.options.k=0"))
+    assert model.span_encoder is None and model.projection is None
+    assert set(model.parameter_groups()) == {"backbone"}
+    feats = model.features(data.splits["train"], training=True)
+    batch = model.collate(feats[:4])
+    model.train()
+    out = model(batch)
+    assert torch.isfinite(out["loss"])
+    assert model.last_retrieval is None
+    # the same scores as the core's SuRE decoder on the plain backbone
+    ours = model.rank(data.splits["test"])
+    core = GenerativeRank(model).rank(data.splits["test"])
+    for a, b in zip(ours, core):
+        assert [c.label for c in a] == [c.label for c in b]
+        assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-4)
+
+
+class GenerativeRank:
+    def __init__(self, model):
+        self.m = model
+
+    def rank(self, examples):
+        m = self.m
+        rendered = [m.template.render(ex, m.label_words) for ex in examples]
+        return m.decoder.rank(m.backbone, m.tokenizer, [r.source for r in rendered], [r.candidates for r in rendered])
+
+
+def test_search_candidates_and_hard_retriever(tiny_t5_dir, tiny_bert_dir):
+    model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir, "retriever=etrag.topk",
+                                   "model.options.search_candidates=5"))
+    model.features(data.splits["train"], training=True)
+    feats = model.features(data.splits["test"][:3], training=False)
+    model.eval()
+    _, rows = model.retrieve_cached(feats)
+    # the top-5 prefilter then hard top-2 equals hard top-2 over the whole memory
+    model.options = model.options.model_copy(update={"search_candidates": None})
+    _, full = model.retrieve_cached(feats)
+    assert torch.equal(rows.cpu(), full.cpu())
+
+
+def test_analysis_counts_label_agreement(built, monkeypatch):
+    from relforge_etrag.analysis import neighbour_label_agreement
+
+    model, data = built
+    model.features(data.splits["train"], training=True)
+    test = data.splits["test"]
+    result = neighbour_label_agreement(model, test)
+    assert 0.0 <= result["agreement_top1"] <= 1.0 and 0.0 <= result["agreement_at_k"] <= 1.0
+    assert 0.0 < result["chance"] < 1.0
+    # exact counts with a scripted retrieval: first neighbour shares the label, second does not
+    by_label = {}
+    for i, it in enumerate(model.memory_items):
+        by_label.setdefault(it["label"], i)
+
+    def scripted(feats):
+        rows = []
+        for f in feats:
+            same = by_label[f["gold"][0]]
+            other = next(i for lab, i in by_label.items() if lab not in f["gold"])
+            rows.append([same, other])
+        return None, torch.tensor(rows)
+
+    monkeypatch.setattr(model, "retrieve_cached", scripted)
+    result = neighbour_label_agreement(model, test)
+    assert result["agreement_top1"] == 1.0 and result["agreement_at_k"] == 0.5
+
+
+def test_options_are_validated(tiny_t5_dir, tiny_bert_dir):
+    with pytest.raises(ValueError, match="model.options.pool_sise"):
+        _build(_resolved(tiny_t5_dir, tiny_bert_dir, "model.options.pool_sise=3"))
