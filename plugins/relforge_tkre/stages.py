@@ -147,13 +147,16 @@ class _StageSettings(Settings):
     max_steps: int | None = Field(None, gt=0)
     batch_size: int = Field(16, gt=0)
     learning_rate: float = Field(2e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_length: int = Field(128, gt=8)
     mask_between: float = Field(0.8, ge=0, le=1)
     mask_entity: float = Field(0.5, ge=0, le=1)
     mask_other: float = Field(0.2, ge=0, le=1)
     log_every: int = Field(10, gt=0)
+    #: learning rate of the MLM head's own parameters (its transform and bias);
+    #: null: 1e-3 when the head starts random (no MLM head in the checkpoint), else learning_rate
+    head_learning_rate: float | None = Field(None, gt=0)
 
 
 def encode(tokenizer: Any, corpus: Sequence[PretrainText], max_length: int) -> list[dict[str, Any]]:
@@ -214,8 +217,11 @@ class MaskedSpanLMStage(PretrainingStage):
         mlm, origin = build_mlm_head(model, context)
         print(f"tkre.{self.name}: {len(items)} texts {counts}; MLM head {origin}")
         extra = self.extra_modules(model, items, device)
-        params = list({id(p): p for p in mlm.parameters()}.values())
-        groups = [{"params": params, "lr": s.learning_rate}] + [
+        encoder_ids = {id(p) for p in model.encoder.parameters()}
+        head_params = [p for p in {id(p): p for p in mlm.parameters()}.values() if id(p) not in encoder_ids]
+        head_lr = s.head_learning_rate or (s.learning_rate if origin.startswith("loaded") else 1e-3)
+        groups = [{"params": list(model.encoder.parameters()), "lr": s.learning_rate},
+                  {"params": head_params, "lr": head_lr}] + [
             {"params": list(m.parameters()), "lr": lr} for m, lr in extra]
         optimizer = torch.optim.AdamW(groups, lr=s.learning_rate, weight_decay=s.weight_decay)
         steps_per_epoch = math.ceil(len(items) / s.batch_size)
