@@ -1,0 +1,52 @@
+"""The retriever-only warm-up stage, LoRA through peft, and a whole tiny run."""
+import pytest
+import torch
+
+from relforge.registry import get_registry
+from tests.plugins.etrag.test_model import _build, _resolved
+
+
+def test_warmup_trains_only_retriever_and_projection(tiny_t5_dir, tiny_bert_dir):
+    model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir))
+    stage = get_registry().create("pretraining_stage", "etrag.retriever_warmup",
+                                  {"steps": 2, "batch_size": 4, "learning_rate": 1e-2})
+    gen = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    ret = {n: p.detach().clone() for n, p in model.span_encoder.named_parameters()}
+    proj = model.projection.weight.detach().clone()
+    out = stage.run(model, model.tokenizer, data.splits["train"], {"seed": 0})
+    assert out is model
+    assert all(torch.equal(p, gen[n]) for n, p in model.backbone.named_parameters())
+    assert any(not torch.equal(p, ret[n]) for n, p in model.span_encoder.named_parameters())
+    assert not torch.equal(model.projection.weight, proj)
+    assert all(p.requires_grad for p in model.backbone.parameters())  # unfrozen again
+
+
+def test_lora_generator(tiny_t5_dir, tiny_bert_dir, tmp_path):
+    pytest.importorskip("peft")
+    from relforge.engine.build import load_saved
+
+    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "model.options.lora={r: 4, alpha: 8, target_modules: [q, v]}")
+    model, data = _build(resolved)
+    trainable = [n for n, p in model.backbone.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    feats = model.features(data.splits["train"], training=True)
+    model.train()
+    loss = model(model.collate(feats[:4]))["loss"]
+    loss.backward()
+    assert any(p.grad is not None for n, p in model.backbone.named_parameters() if "lora_" in n)
+    ranks = model.rank(data.splits["test"][:3])
+    model.save(tmp_path / "m", {"config": resolved.data})
+    assert (tmp_path / "m" / "lora").is_dir()
+    loaded, _, _ = load_saved(tmp_path / "m")
+    again = loaded.rank(data.splits["test"][:3])
+    assert [[c.label for c in r] for r in ranks] == [[c.label for c in r] for r in again]
+
+
+@pytest.mark.slow
+def test_train_run_end_to_end(tiny_t5_dir, tiny_bert_dir, tmp_path):
+    from relforge.engine.pipeline import train_run
+
+    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "train.max_steps=3", "train.batch_size=4",
+                         "pretraining.0.steps=1", f"output_dir={tmp_path}")
+    out = train_run(resolved, progress=False)
+    assert out.model_dir is not None and "micro_f1" in out.test_metrics
