@@ -182,15 +182,17 @@ class OpenAIChatClient(LLMClient):
             if on_result is not None:
                 on_result(i, text)
 
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency)
+        try:
             futures = [pool.submit(one, i) for i in range(len(requests))]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((f for f in done if f.exception() is not None), None)
             if failed is not None:
-                for f in pending:
-                    f.cancel()
-                # requests already in flight finish (and are cached) before the error propagates
                 raise failed.exception()
+        finally:
+            # on an error or Ctrl-C: requests not yet sent are dropped; those in
+            # flight finish (and reach on_result, i.e. the cache) first
+            pool.shutdown(wait=True, cancel_futures=True)
         return results  # type: ignore[return-value]
 
 
