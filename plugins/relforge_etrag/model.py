@@ -14,8 +14,8 @@ k neighbours from the pool with the query's own example hidden from it, and
 the projected [query; neighbours] vectors go into the generator's encoder
 after its first token. The generation loss is the only loss, so it is what
 trains the retriever. Inference: the whole memory is encoded (no gradients)
-into a cache, refreshed every ``refresh_every`` training steps and before an
-evaluation that follows training steps; queries retrieve from the cache
+into a cache, re-encoded when it is read and is ``refresh_every`` or more
+training steps old (with ``refresh_before_eval``, any step old); queries retrieve from the cache
 (optionally from its top ``search_candidates`` rows found by
 :class:`~relforge_etrag.retrievers.MemorySearch`, torch or FAISS).
 
@@ -308,8 +308,12 @@ class ETRAGModel(GenerativeREModel):
         return self.make_prompts(query, torch.cat(neigh)), torch.stack(rows)
 
     def ensure_cache(self) -> None:
-        stale = self.memory_cache is None or (self.options.refresh_before_eval
-                                              and self._cache_step != self.train_steps)
+        # lazily: the cache is only read at inference, so it is re-encoded when
+        # read and older than refresh_every training steps (or than the last
+        # step, with refresh_before_eval), never in the middle of training
+        age = self.train_steps - self._cache_step
+        stale = self.memory_cache is None or age >= self.options.refresh_every or (
+            self.options.refresh_before_eval and age > 0)
         if stale:
             self.refresh_memory()
 
@@ -317,8 +321,6 @@ class ETRAGModel(GenerativeREModel):
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         if self.training:
-            if self.options.k > 0 and self.train_steps % self.options.refresh_every == 0 and self.train_steps:
-                self.refresh_memory()
             self.train_steps += 1
         dev = batch["input_ids"].device
         prompts = self._train_prompts(batch) if self.training else (

@@ -232,3 +232,30 @@ def test_analysis_counts_label_agreement(built, monkeypatch):
 def test_options_are_validated(tiny_t5_dir, tiny_bert_dir):
     with pytest.raises(ValueError, match="model.options.pool_sise"):
         _build(_resolved(tiny_t5_dir, tiny_bert_dir, "model.options.pool_sise=3"))
+
+
+def test_cache_refresh_follows_training_steps(built, monkeypatch):
+    model, data = built
+    model.features(data.splits["train"], training=True)
+    calls = []
+    real = model.refresh_memory
+
+    def counting():
+        calls.append(model.train_steps)
+        real()
+
+    monkeypatch.setattr(model, "refresh_memory", counting)
+    model.options = model.options.model_copy(update={"refresh_every": 3, "refresh_before_eval": False})
+    model.memory_cache = None
+    model.ensure_cache()
+    model.ensure_cache()  # fresh: not re-encoded
+    model.train_steps += 2
+    model.ensure_cache()  # 2 steps old < 3
+    model.train_steps += 1
+    model.ensure_cache()  # 3 steps old: re-encoded
+    assert len(calls) == 2 and calls[1] - calls[0] == 3
+    model.options = model.options.model_copy(update={"refresh_before_eval": True})
+    model.train_steps += 1
+    model.ensure_cache()  # any step old before an evaluation
+    assert len(calls) == 3
+    model.options = model.options.model_copy(update={"refresh_every": 100})
