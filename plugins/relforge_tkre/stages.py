@@ -223,7 +223,7 @@ class MaskedSpanLMStage(PretrainingStage):
         groups = [{"params": list(model.encoder.parameters()), "lr": s.learning_rate},
                   {"params": head_params, "lr": head_lr}] + [
             {"params": list(m.parameters()), "lr": lr} for m, lr in extra]
-        optimizer = torch.optim.AdamW(groups, lr=s.learning_rate, weight_decay=s.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=s.learning_rate, weight_decay=s.weight_decay, foreach=True)
         steps_per_epoch = math.ceil(len(items) / s.batch_size)
         total = s.max_steps or max(1, math.ceil(s.epochs * steps_per_epoch))
         rng = random.Random(seed)
@@ -242,8 +242,8 @@ class MaskedSpanLMStage(PretrainingStage):
                                        between=s.mask_between, entity=s.mask_entity, other=s.mask_other,
                                        generator=gen)
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = mlm(input_ids=masked.to(device), attention_mask=batch["attention_mask"]).logits
-            losses = {"mslm": mslm_loss(logits, labels.to(device))}
+            losses = {"mslm": self.masked_lm_loss(model, mlm, masked.to(device), batch["attention_mask"],
+                                                  labels.to(device))}
             losses.update(self.extra_losses(model, batch, [items[i] for i in chunk], rng))
             loss = self.combine(losses)
             if not torch.isfinite(loss):
@@ -264,6 +264,20 @@ class MaskedSpanLMStage(PretrainingStage):
         # drop the head's reference to the encoder; the encoder (shared) keeps its update
         setattr(mlm, mlm.base_model_prefix, None)
         return model
+
+    @staticmethod
+    def masked_lm_loss(model: Any, mlm: torch.nn.Module, masked: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the masked positions; the vocabulary projection
+        runs on those positions only (a third or less of the tokens)."""
+        head = getattr(mlm, "cls", None) or getattr(mlm, "lm_head", None)
+        if head is None:
+            return mslm_loss(mlm(input_ids=masked, attention_mask=attention_mask).logits, labels)
+        hidden = model.encoder(input_ids=masked, attention_mask=attention_mask).last_hidden_state
+        chosen = labels != -100
+        if not bool(chosen.any()):
+            return hidden.sum() * 0.0
+        return mslm_loss(head(hidden[chosen]).unsqueeze(0), labels[chosen].unsqueeze(0))
 
     # hooks for stage 2
     def extra_modules(self, model: Any, items: Sequence[Mapping[str, Any]], device) -> list:
