@@ -45,7 +45,7 @@ class ContrastiveThresholdSettings(Settings):
     learn_threshold: bool = False
     form: Literal["anchor", "softplus", "hinge"] = "anchor"
     #: temperature T of the anchor and softplus forms (scores are log-probabilities)
-    temperature: float = Field(0.1, gt=0)
+    temperature: float = Field(1.0, gt=0)
     #: how far above (gold) or below (negatives) the threshold a score must be
     margin: float = Field(0.0, ge=0)
     negatives: Literal["all", "hard"] = "all"
@@ -71,7 +71,7 @@ class ContrastiveThresholdSettings(Settings):
 
 
 def threshold_terms(scores: torch.Tensor, gold: torch.Tensor, valid: torch.Tensor, tau: torch.Tensor, *,
-                    form: str = "anchor", temperature: float = 0.1, margin: float = 0.0) -> torch.Tensor:
+                    form: str = "anchor", temperature: float = 1.0, margin: float = 0.0) -> torch.Tensor:
     """(rows,) contrastive threshold loss of each row.
 
     ``scores`` (rows, candidates) sequence scores; ``gold``/``valid`` bool
