@@ -20,7 +20,7 @@ import copy
 
 from relforge import hookimpl
 
-__version__ = "0.2.0"
+__version__ = "0.1.0"
 
 #: stages in order; generation does nothing until an LLM is configured
 TKRE_PRETRAINING = [{"name": "tkre.generate"}, {"name": "tkre.mslm"}, {"name": "tkre.mslm_scl"}]
