@@ -50,3 +50,11 @@ def test_train_run_end_to_end(tiny_t5_dir, tiny_bert_dir, tmp_path):
                          "pretraining.0.steps=1", f"output_dir={tmp_path}")
     out = train_run(resolved, progress=False)
     assert out.model_dir is not None and "micro_f1" in out.test_metrics
+    from relforge_etrag.analysis import main
+
+    main([str(out.model_dir), "--split", "test", "--output", str(tmp_path / "analysis.json")])
+    import json
+
+    result = json.loads((tmp_path / "analysis.json").read_text())
+    for when in ("before", "after"):
+        assert 0.0 <= result[when]["agreement_at_k"] <= 1.0 and result[when]["k"] == 2
