@@ -35,7 +35,7 @@ def test_batched_scores_equal_the_core_exact_decoder_and_carry_gradients(tiny_cp
                               batch["attention_mask"], batch["candidates"], batch["gold"])
     core = model.decoder.rank(model.backbone, model.tokenizer, batch["sources"], batch["candidates"])
     for i, ranking in enumerate(core):
-        mine = {lab: float(scored.scores[i, j]) for j, lab in enumerate(scored.labels[i])}
+        mine = {lab: float(scored.scores[i, j].detach()) for j, lab in enumerate(scored.labels[i])}
         assert set(mine) == {c.label for c in ranking}
         for c in ranking:
             assert mine[c.label] == pytest.approx(c.score, abs=1e-4)
@@ -45,8 +45,8 @@ def test_batched_scores_equal_the_core_exact_decoder_and_carry_gradients(tiny_cp
     assert enc_grad is not None and enc_grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("extra", [[], ["loss.negatives=hard", "loss.num_hard=1", "loss.smoothing=uniform",
-                                        "loss.form=hinge", "loss.margin=0.1"]])
+@pytest.mark.parametrize("extra", [[], pytest.param(["loss.negatives=hard", "loss.num_hard=1", "loss.smoothing=uniform",
+                                                     "loss.form=hinge", "loss.margin=0.1"], marks=pytest.mark.slow)])
 def test_a_few_training_steps_lower_the_loss(tiny_t5_dir, extra):
     model, data = build(cptuning_config(tiny_t5_dir, *extra))
     torch.manual_seed(0)
