@@ -18,7 +18,7 @@ from __future__ import annotations
 from relforge import hookimpl
 from relforge.components import Method
 
-__version__ = "0.2.0"
+__version__ = "0.1.0"
 
 #: the recipe; the ablations are configuration changes (configs/ and README.md)
 CPTUNING = {
