@@ -58,7 +58,5 @@ def cell_rows(client, tracking: dict[str, Any], suite: str) -> list[dict[str, An
 
 
 def metrics_of(run) -> dict[str, float]:
-    m = run.data.metrics
-    out = {k: v for k, v in m.items() if k.startswith("test/")}
-    out.update({"dev/" + k.removeprefix("final_dev/"): v for k, v in m.items() if k.startswith("final_dev/")})
-    return out
+    """A finished cell's final metrics, by the names it logged (``test/*``, ``final_dev/*``)."""
+    return {k: v for k, v in run.data.metrics.items() if k.startswith(("test/", "final_dev/"))}

@@ -15,7 +15,7 @@ A suite is YAML::
     overrides:                  # extra settings for the cells that match `when`
       - when: {method: generative_ce}
         set: {decoder.num_beams: 2}
-    metrics: [test/micro_f1]    # what the comparison table shows
+    metrics: [test/micro_f1]    # what the comparison table shows (test/*, final_dev/*)
 
 A cell's configuration is: method defaults < ``base`` < its coordinates <
 matching ``overrides`` (validated like any run configuration).
