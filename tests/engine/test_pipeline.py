@@ -75,10 +75,11 @@ def test_generative_baseline_trains_evaluates_logs_and_round_trips(tiny_t5_dir, 
 def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = config("marker_classifier", tiny_bert_dir, "train.epochs=3", "train.learning_rate=1e-3",
-                 "tracking.trackers=[]")
+                 "tracking.trackers=[]", "options.llm.api_key=sk-do-not-save")
     out = train_run(cfg, output_dir=tmp_path / "run", progress=False)
     state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
     assert state["global_step"] == 18 and state["finished"]
+    assert "sk-do-not-save" not in (out.model_dir / "relforge.json").read_text()
     saved_cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved_cfg["template"]["name"] == "relforge.typed_markers"
     records = [{"id": "a", "text": "Kalo Veri was born in Tormont .", "head": {"start": 0, "end": 9, "type": "PER"},

@@ -103,7 +103,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
             model = stage.run(model, model.tokenizer, data.splits["train"],
                               {"run": run, "data": data, "output_dir": run.output_dir / f"pretraining-{i}",
                                "seed": run_cfg.seed, "resolved": resolved, "registry": registry}) or model
-        meta = {"config": resolved.data, "relforge_run_id": run.run_id}
+        # the saved model folder gets the run's configuration with secrets redacted, like config.yaml
+        meta = {"config": run.config, "relforge_run_id": run.run_id}
         dev = data.splits.get("dev")
         batch_size = run_cfg.train.eval_batch_size
 
