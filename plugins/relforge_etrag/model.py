@@ -162,11 +162,11 @@ class ETRAGModel(GenerativeREModel):
     # ---- groups, memory ------------------------------------------------------
 
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        # the groups exist (empty) with k = 0 too, so one configuration with
+        # train.group_learning_rates for them serves both SuRE and ETRAG
         groups = super().parameter_groups()
-        if self.span_encoder is not None:
-            groups["retriever"] = list(self.span_encoder.parameters())
-        if self.projection is not None:
-            groups["projection"] = list(self.projection.parameters())
+        groups["retriever"] = list(self.span_encoder.parameters()) if self.span_encoder is not None else []
+        groups["projection"] = list(self.projection.parameters()) if self.projection is not None else []
         return groups
 
     def retriever_parameters(self) -> list[torch.nn.Parameter]:

@@ -161,16 +161,21 @@ def test_rank_save_and_load_round_trip(tiny_t5_dir, tiny_bert_dir, tmp_path):
         assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-4)
 
 
-def test_k0_is_the_sure_baseline(tiny_t5_dir, tiny_bert_dir):
-    model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir, "model.options.k=0"))
+def test_k0_is_the_sure_baseline(tiny_t5_dir, tiny_bert_dir, tmp_path):
+    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "model.options.k=0")
+    model, data = _build(resolved)
     assert model.span_encoder is None and model.projection is None
-    assert set(model.parameter_groups()) == {"backbone"}
+    groups = model.parameter_groups()  # empty retriever groups: the method's group LRs still apply
+    assert groups["retriever"] == [] and groups["projection"] == [] and groups["backbone"]
     feats = model.features(data.splits["train"], training=True)
     batch = model.collate(feats[:4])
     model.train()
     out = model(batch)
     assert torch.isfinite(out["loss"])
     assert model.last_retrieval is None
+    from relforge.engine.trainer import Trainer
+
+    Trainer(model, feats, model.collate, resolved.run.train, tmp_path, progress=False)  # the method's group LRs
     # the same scores as the core's SuRE decoder on the plain backbone
     ours = model.rank(data.splits["test"])
     core = GenerativeRank(model).rank(data.splits["test"])
