@@ -58,7 +58,7 @@ def test_tiny_suite_runs_records_a_failing_cell_and_goes_on(tiny_bert_dir, tmp_p
     assert [r.status for r in results] == ["FINISHED", "FAILED"]
     assert "test/micro_f1" in results[0].metrics
     assert "could not convert" in results[1].error or "oops" in results[1].error
-    summary = json.loads((tmp_path / "bench" / "tiny" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "bench" / "tiny" / "summary-shard1of1.json").read_text())
     assert [s["status"] for s in summary] == ["FINISHED", "FAILED"]
     from mlflow.tracking import MlflowClient
 
