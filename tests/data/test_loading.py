@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from relforge.cli import app
 from relforge.config import DataConfig
 from relforge.data.errors import DataError
-from relforge.data.loading import load_data, load_splits
+from relforge.data.loading import parse_sampling, load_data, load_splits
 from relforge.data.verbalizers import VerbalizerError
 from tests.data.conftest import write, write_json, write_jsonl
 
@@ -112,10 +112,13 @@ def test_published_kshot_files_are_used(tmp_path):
 
 
 def test_sampling_and_verbalizer_errors(jsonl_dir, tmp_path):
-    with pytest.raises(DataError, match=r"data.sampling.kk: unknown key"):
+    # refused when the data config is validated (a ValidationError), before any data is read
+    with pytest.raises(ValueError, match=r"data.sampling.kk: unknown key"):
         load_data(cfg(jsonl_dir, sampling={"kind": "kshot", "k": 2, "seed": 1, "kk": 3}))
-    with pytest.raises(DataError, match=r"data.sampling"):
+    with pytest.raises(ValueError, match=r"data.sampling"):
         load_data(cfg(jsonl_dir, sampling={"kind": "bootstrap"}))
+    with pytest.raises(DataError, match=r"data.sampling.kk: unknown key"):
+        parse_sampling({"kind": "kshot", "k": 2, "seed": 1, "kk": 3})
     with pytest.raises(DataError, match="data.dataset is not set"):
         load_data(DataConfig())
     f = write(tmp_path / "v.yaml", "labels:\n  likes: hates\n")
