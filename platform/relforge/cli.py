@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,7 +27,8 @@ from relforge.data.cli import data_app  # noqa: E402
 
 app.add_typer(data_app, name="data")
 
-console = Console()
+# tables (bench, report) keep their columns when the output is not a terminal
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
