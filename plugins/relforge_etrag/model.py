@@ -328,8 +328,7 @@ class ETRAGModel(GenerativeREModel):
         embeds, att = self.insert_prompts(batch["input_ids"], batch["attention_mask"],
                                           None if prompts is None else prompts.to(dev))
         out = self.backbone(inputs_embeds=embeds, attention_mask=att, labels=batch["labels"])
-        outputs = {"logits": out.logits, "model": self, "backbone_output": out}
-        return {"loss": self.loss_fn(outputs, batch), "logits": out.logits}
+        return self.loss_outputs(out, batch)
 
     @torch.no_grad()
     def rank(self, examples: Sequence[Example], batch_size: int = 32) -> list[list[ScoredCandidate]]:

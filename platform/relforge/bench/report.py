@@ -126,13 +126,7 @@ def figures(aggs: Sequence[Aggregate], metrics: Sequence[str], folder: Path) -> 
             ax.bar(xs, ys, width, yerr=es, capsize=3, label=r)
         ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(cols))], cols, rotation=20,
                       ha="right", fontsize=8)
-        ax.set_ylabel(m)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = folder / f"bar-{m.replace('/', '_')}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        out.append(path)
+        out.append(_save(plt, fig, ax, m, folder / f"bar-{m.replace('/', '_')}.png"))
         axis = next((a for a in NUMERIC_AXES if any(a in g.group for g in aggs)), None)
         if axis is None:
             continue
@@ -147,11 +141,14 @@ def figures(aggs: Sequence[Aggregate], metrics: Sequence[str], folder: Path) -> 
             ax.errorbar([float(a.group[axis]) for a in pts], [a.mean for a in pts], [a.std for a in pts],
                         marker="o", capsize=3, label=name)
         ax.set_xlabel(axis)
-        ax.set_ylabel(m)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = folder / f"curve-{m.replace('/', '_')}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        out.append(path)
+        out.append(_save(plt, fig, ax, m, folder / f"curve-{m.replace('/', '_')}.png"))
     return out
+
+
+def _save(plt, fig, ax, metric: str, path: Path) -> Path:
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

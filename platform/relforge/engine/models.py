@@ -93,8 +93,13 @@ class GenerativeREModel(torch.nn.Module):
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         out = self.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             labels=batch["labels"])
-        outputs = {"logits": out.logits, "model": self, "backbone_output": out}
-        return {"loss": self.loss_fn(outputs, batch), "logits": out.logits}
+        return self.loss_outputs(out, batch)
+
+    def loss_outputs(self, backbone_output: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The configured loss on a backbone pass; subclasses that build the
+        encoder input differently (soft prompts) end their ``forward`` here."""
+        outputs = {"logits": backbone_output.logits, "model": self, "backbone_output": backbone_output}
+        return {"loss": self.loss_fn(outputs, batch), "logits": backbone_output.logits}
 
     @torch.no_grad()
     def rank(self, examples: Sequence[Example], batch_size: int = 32) -> list[list[ScoredCandidate]]:
