@@ -83,6 +83,10 @@ class ModelConfig(_Strict):
     architecture: str = "seq2seq"
     max_source_length: int = Field(256, gt=0)
     max_target_length: int = Field(32, gt=0)
+    #: keep every pretrained model's token embedding matrices (and output
+    #: projections tied to them) fixed: on a CPU their dense gradients and
+    #: optimizer state are about half of a MiniLM step
+    freeze_embeddings: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
 

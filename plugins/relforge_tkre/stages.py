@@ -116,11 +116,15 @@ def build_mlm_head(model: Any, context: Mapping[str, Any]) -> tuple[torch.nn.Mod
     mlm = None
     resolved = context.get("resolved")
     if resolved is not None:
+        from relforge.models.backbone import quiet_local_io
         from relforge.models.encoder import resolve_backbone_path
 
         path, local = resolve_backbone_path(resolved.run.model.backbone)
         try:
-            mlm, info = AutoModelForMaskedLM.from_pretrained(path, local_files_only=local, output_loading_info=True)
+            # the missing head is reported below, in one line, instead of transformers' table
+            with quiet_local_io(warnings=False):
+                mlm, info = AutoModelForMaskedLM.from_pretrained(path, local_files_only=local,
+                                                                 output_loading_info=True)
             head_missing = [k for k in info.get("missing_keys", []) if not k.startswith(mlm.base_model_prefix + ".")]
             if not head_missing:
                 origin = "loaded from the backbone checkpoint"

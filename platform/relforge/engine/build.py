@@ -5,6 +5,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from relforge.config import COMPONENT_SECTIONS, ResolvedConfig, validate_config
 from relforge.engine.models import GenerativeREModel, MarkerClassifierModel, read_meta
 
@@ -21,6 +23,39 @@ def build_model(resolved: ResolvedConfig, *, labels: Sequence[str], label_words:
                 no_relation: str | None, registry, from_folder: str | Path | None = None):
     """The model the configuration describes. ``from_folder`` loads the
     backbone (and head) saved by a previous run instead of ``model.backbone``."""
+    model = _build(resolved, labels=labels, label_words=label_words, no_relation=no_relation, registry=registry,
+                   from_folder=from_folder)
+    if resolved.run.model.freeze_embeddings:
+        freeze_token_embeddings(model)
+    return model
+
+
+def freeze_token_embeddings(model: torch.nn.Module) -> int:
+    """Stop gradients to the token embedding matrices of every pretrained
+    (``transformers``) model inside ``model`` -- input embeddings and output
+    embeddings, which are often the same tied matrix. Position embeddings and
+    everything else keep training. Returns how many parameters were frozen."""
+    from transformers import PreTrainedModel
+
+    frozen: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        if not isinstance(module, PreTrainedModel):
+            continue
+        for getter in ("get_input_embeddings", "get_output_embeddings"):
+            try:
+                layer = getattr(module, getter)()
+            except (NotImplementedError, AttributeError):
+                continue
+            weight = getattr(layer, "weight", None)
+            if isinstance(weight, torch.nn.Parameter):
+                frozen[id(weight)] = weight
+    for weight in frozen.values():
+        weight.requires_grad_(False)
+    return sum(w.numel() for w in frozen.values())
+
+
+def _build(resolved: ResolvedConfig, *, labels: Sequence[str], label_words: Mapping[str, str],
+           no_relation: str | None, registry, from_folder: str | Path | None = None):
     run = resolved.run
     method = registry.method(run.method) if run.method else None
     builder = getattr(method, "build_model", None)

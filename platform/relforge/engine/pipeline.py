@@ -108,6 +108,12 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         dev = data.splits.get("dev")
         batch_size = run_cfg.train.eval_batch_size
 
+        def save_best(m, folder) -> None:
+            from relforge.models.backbone import quiet_local_io
+
+            with quiet_local_io():
+                m.save(folder, meta)
+
         def evaluate_dev(m) -> dict[str, float]:
             preds, _ = predict_sets(m, dev, resolved, batch_size)
             return data.evaluate("dev", preds)
@@ -115,7 +121,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         trainer = Trainer(model, model.features(data.splits["train"], training=True), model.collate,
                           train_settings, run.output_dir, seed=run_cfg.seed,
                           evaluate_fn=evaluate_dev if dev else None,
-                          save_best_fn=lambda m, d: m.save(d, meta), run=run, progress=progress)
+                          save_best_fn=save_best, run=run, progress=progress)
         result = trainer.train(resume=resume)
         best_dir = result.best_dir
         dev_metrics = dict(result.last_metrics)

@@ -14,6 +14,8 @@ an uninterrupted one.
 """
 from __future__ import annotations
 
+import logging
+
 import math
 import shutil
 import time
@@ -166,7 +168,15 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=True)
+        # tied weights (a decoder's output and input embeddings) are stored
+        # once and tied again on load; Accelerate warns about it at every save
+        shared = logging.getLogger("accelerate.utils.other")
+        level = shared.level
+        shared.setLevel(logging.ERROR)
+        try:
+            acc.save_state(str(tmp), safe_serialization=True)
+        finally:
+            shared.setLevel(level)
         acc.wait_for_everyone()
         if acc.is_main_process:
             write_state(tmp, asdict(self.state))

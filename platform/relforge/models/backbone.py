@@ -10,8 +10,31 @@ It loads without a network. Anything else is a hub id or a local path for
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def quiet_local_io(warnings: bool = True) -> Iterator[None]:
+    """Hide ``transformers``' progress bars (and, with ``warnings=False``, its
+    warnings) while loading or saving files on this machine: they are noise in
+    a benchmark log. Downloads from a hub are not wrapped, so their progress
+    stays visible."""
+    import transformers
+
+    log = transformers.utils.logging
+    bars, verbosity = log.is_progress_bar_enabled(), log.get_verbosity()
+    log.disable_progress_bar()
+    if not warnings:
+        log.set_verbosity_error()
+    try:
+        yield
+    finally:
+        if bars:
+            log.enable_progress_bar()
+        log.set_verbosity(verbosity)
 
 
 def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = ()):
@@ -25,13 +48,12 @@ def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = (
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = str(get_model_path())
         tokenizer = transformers.BertTokenizerFast.from_pretrained(path, local_files_only=True)
-        prev = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()  # "newly initialized cross-attention" is expected
-        try:
+        with quiet_local_io(warnings=False):  # "newly initialized cross-attention" is expected
             model = transformers.EncoderDecoderModel.from_encoder_decoder_pretrained(
                 path, path, encoder_local_files_only=True, decoder_local_files_only=True)
-        finally:
-            transformers.logging.set_verbosity(prev)
+        # EncoderDecoderModel warns at every forward with labels that it computes
+        # its loss itself since v4.12; RelForge's losses never use that loss
+        warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
         ids = {"decoder_start_token_id": tokenizer.cls_token_id, "pad_token_id": tokenizer.pad_token_id,
                "eos_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id}
         for cfg in (model.config, model.generation_config):
@@ -40,7 +62,11 @@ def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = (
     else:
         local = Path(name_or_path).exists()
         tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
-        model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=local)
+        if local:
+            with quiet_local_io():
+                model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=True)
+        else:
+            model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     add_special_tokens(model, tokenizer, special_tokens)
     return model, tokenizer
 
@@ -53,6 +79,12 @@ def add_special_tokens(model, tokenizer, tokens: Sequence[str]) -> int:
         return 0
     tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
     size = len(tokenizer)
+    with quiet_local_io(warnings=False):  # the note that new rows are drawn around the old mean is expected
+        _resize(model, size)
+    return len(new)
+
+
+def _resize(model, size: int) -> None:
     if hasattr(model, "encoder") and hasattr(model, "decoder") and type(model).__name__ == "EncoderDecoderModel":
         # EncoderDecoderModel does not resize its two halves itself.
         model.encoder.resize_token_embeddings(size)
@@ -60,4 +92,3 @@ def add_special_tokens(model, tokenizer, tokens: Sequence[str]) -> int:
         model.config.decoder.vocab_size = model.config.encoder.vocab_size = size
     elif model.get_input_embeddings().weight.shape[0] < size:
         model.resize_token_embeddings(size)
-    return len(new)

@@ -22,5 +22,11 @@ def load_encoder(name_or_path: str = "minilm"):
 
     path, local = resolve_backbone_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
-    model = AutoModel.from_pretrained(path, local_files_only=local)
+    if local:
+        from relforge.models.backbone import quiet_local_io
+
+        with quiet_local_io():
+            model = AutoModel.from_pretrained(path, local_files_only=True)
+    else:
+        model = AutoModel.from_pretrained(path)
     return model, tokenizer
