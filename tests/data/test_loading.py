@@ -142,3 +142,28 @@ def test_cli_stats(jsonl_dir, tmp_path):
     assert res.exit_code == 1 and "TRAIN_FILE.TXT" in res.output
     res = runner.invoke(app, ["data", "stats", "no_such_set", "--data-dir", str(tmp_path)])
     assert res.exit_code == 1 and "unknown dataset" in res.output
+
+
+def test_dev_size_caps_dev_with_a_seeded_stratified_sample(jsonl_dir):
+    write_jsonl(jsonl_dir / "dev.jsonl", jsonl_rows(30))
+    files = {"train": "train.jsonl", "dev": "dev.jsonl", "test": "test.jsonl"}
+
+    def load(**sampling):
+        return load_data(DataConfig.model_validate({"dataset": {"name": "jsonl", "path": str(jsonl_dir),
+                                                                "no_relation": "none", "files": files},
+                                                    "sampling": sampling}))
+
+    full = load()
+    assert len(full.splits["dev"]) == 30
+    data = load(kind="ratio", ratio=0.5, seed=3, dev_size=9)
+    dev = data.splits["dev"]
+    assert len(dev) == 9 and {x.id for x in dev} <= {x.id for x in full.splits["dev"]}
+    # stratified: three of each of the three labels
+    labels = [sorted(x.relations)[0] if x.relations else "none" for x in dev]
+    assert {lab: labels.count(lab) for lab in set(labels)} == {"likes": 3, "hates": 3, "none": 3}
+    assert any("dev_size 9" in n for n in data.notes)
+    assert [x.id for x in load(kind="ratio", ratio=0.5, seed=3, dev_size=9).splits["dev"]] == [x.id for x in dev]
+    assert len(data.splits["test"]) == 9 and len(data.splits["train"]) == 30  # test and train untouched
+    assert len(load(dev_size=100).splits["dev"]) == 30  # larger than dev: no-op
+    with pytest.raises(DataError, match="dev_size"):
+        parse_sampling({"dev_size": 0})

@@ -24,6 +24,8 @@ verbalizer and the metric::
   ``data.episodes``; the train split is returned whole (meta-training).
 * ``dev_ratio`` (0.1) and ``dev_seed`` (the sampling seed, else 42): how
   a dev split is carved from train when the data set has no dev split.
+* ``dev_size``: score model selection on at most this many dev examples (a
+  seeded, label-stratified sample drawn with ``dev_seed``); any kind.
 """
 from __future__ import annotations
 
@@ -47,6 +49,9 @@ class _Sampling(BaseModel):
     #: fraction of train carved off as dev when the data set has no dev split
     dev_ratio: float = Field(0.1, gt=0, lt=1)
     dev_seed: int | None = None
+    #: evaluate on at most this many dev examples (a seeded sample, stratified
+    #: by label), to keep per-epoch model selection affordable on a CPU
+    dev_size: int | None = Field(None, gt=0)
 
 
 class NoSampling(_Sampling):
@@ -215,6 +220,12 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
         notes.append(f"{sampling.ratio:.0%} of train sampled with seed {sampling.seed}")
     if dv is None:  # K-shot sampling draws a dev set the configuration does not want
         splits.pop("dev", None)
+    elif sampling.dev_size is not None and len(splits.get("dev", ())) > sampling.dev_size \
+            and not isinstance(sampling, EpisodeSampling):
+        full = len(splits["dev"])
+        splits["dev"] = ratio_sample(splits["dev"], sampling.dev_size / full, dev_seed, stratified=True)
+        notes.append(f"dev: {len(splits['dev'])} of {full} examples (dev_size {sampling.dev_size}, "
+                     f"stratified, seed {dev_seed})")
     if te is not None:
         splits["test"] = _read(dataset, te, root, reports, "test")
 
