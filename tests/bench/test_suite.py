@@ -28,6 +28,23 @@ def test_matrix_exclusions_and_overrides():
     assert len({c.config_hash for c in cells}) == 5
 
 
+def test_when_and_exclude_take_a_list_of_values_and_typos_are_errors():
+    spec = SuiteFile(name="t", base={"data": {"dataset": "quickstart"}, "method": "generative_ce"},
+                     matrix={"options.cell": ["a", "b", "c"], "seed": [1]},
+                     exclude=[{"options.cell": ["c"]}],
+                     overrides=[{"when": {"options.cell": ["a", "b"]}, "set": {"decoder.num_beams": 3}},
+                                {"when": {"options.cell": "b"}, "set": {"train.epochs": 7}}])
+    cells = expand(spec)
+    assert [c.coordinates["options.cell"] for c in cells] == ["a", "b"]
+    assert [c.resolved.settings("decoder").num_beams for c in cells] == [3, 3]
+    assert [c.resolved.run.train.epochs for c in cells] == [3, 7]
+    typo = spec.model_copy(update={"overrides": [{"when": {"options.cell": ["a", "bb"]}, "set": {}}]})
+    with pytest.raises(ConfigError, match=r"overrides names options.cell=\['a', 'bb'\]"):
+        expand(SuiteFile.model_validate(typo.model_dump()))
+    with pytest.raises(ConfigError, match="not matrix keys"):
+        expand(SuiteFile.model_validate({**spec.model_dump(), "exclude": [{"methd": "x"}]}))
+
+
 def test_all_methods_and_invalid_cells():
     spec = SuiteFile(name="t", matrix={"method": "all", "train.epochs": [1, "lots"]})
     cells = expand(spec)

@@ -167,3 +167,16 @@ def test_dev_size_caps_dev_with_a_seeded_stratified_sample(jsonl_dir):
     assert len(load(dev_size=100).splits["dev"]) == 30  # larger than dev: no-op
     with pytest.raises(DataError, match="dev_size"):
         parse_sampling({"dev_size": 0})
+
+
+def test_test_size_scores_a_seeded_uniform_sample_and_says_so(jsonl_dir):
+    write_jsonl(jsonl_dir / "test.jsonl", jsonl_rows(40))
+    full = load_data(cfg(jsonl_dir)).splits["test"]
+    data = load_data(cfg(jsonl_dir, sampling={"test_size": 10, "test_seed": 4}))
+    test = data.splits["test"]
+    assert len(test) == 10 and {x.id for x in test} <= {x.id for x in full}
+    assert any("not the whole split" in n for n in data.notes)
+    again = load_data(cfg(jsonl_dir, sampling={"test_size": 10, "test_seed": 4})).splits["test"]
+    other = load_data(cfg(jsonl_dir, sampling={"test_size": 10, "test_seed": 5})).splits["test"]
+    assert [x.id for x in again] == [x.id for x in test] != [x.id for x in other]
+    assert len(data.splits["train"]) == 54  # train and dev untouched

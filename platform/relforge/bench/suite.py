@@ -13,7 +13,7 @@ A suite is YAML::
     exclude:                    # cells to leave out (all listed coordinates match)
       - {method: tkre, data.dataset: nyt}
     overrides:                  # extra settings for the cells that match `when`
-      - when: {method: generative_ce}
+      - when: {method: generative_ce}      # a list of values matches any of them
         set: {decoder.num_beams: 2}
     metrics: [test/micro_f1]    # what the comparison table shows (test/*, final_dev/*)
 
@@ -79,7 +79,10 @@ def _short(v: Any) -> str:
 
 
 def _matches(coords: Mapping[str, Any], pattern: Mapping[str, Any]) -> bool:
-    return all(k in coords and coords[k] == v for k, v in pattern.items())
+    """Every key of ``pattern`` is a coordinate with that value; a list of
+    values matches any of them (unless the coordinate itself is that list)."""
+    return all(k in coords and (coords[k] == v or (isinstance(v, list) and coords[k] in v))
+               for k, v in pattern.items())
 
 
 def config_hash(data: Mapping[str, Any]) -> str:
@@ -119,6 +122,21 @@ def expand(spec: SuiteFile, *, registry=None, extra_overrides: list[str] = ()) -
         if not isinstance(values, list) or not values:
             raise ConfigError(f"suite {spec.name!r}: matrix.{key} must be a non-empty list (or 'all' for method)")
         axes[key] = values
+    for key, values in axes.items():  # a `when` or `exclude` value outside the matrix is a typo
+        for where, pattern in [("exclude", ex) for ex in spec.exclude] + [("overrides", o.when)
+                                                                           for o in spec.overrides]:
+            if key not in pattern:
+                continue
+            wanted = pattern[key]
+            options = [wanted] if wanted in values or not isinstance(wanted, list) else wanted
+            if any(o not in values for o in options):
+                raise ConfigError(f"suite {spec.name!r}: {where} names {key}={pattern[key]!r}, which is not "
+                                  f"among the matrix values {values}")
+    for where, pattern in [("exclude", ex) for ex in spec.exclude] + [("overrides", o.when) for o in spec.overrides]:
+        unknown = [k for k in pattern if k not in axes]
+        if unknown:
+            raise ConfigError(f"suite {spec.name!r}: {where} names {unknown}, which are not matrix keys "
+                              f"{sorted(axes)}")
     cells = []
     for combo in itertools.product(*axes.values()) if axes else [()]:
         coords = dict(zip(axes, combo))

@@ -26,6 +26,9 @@ verbalizer and the metric::
   a dev split is carved from train when the data set has no dev split.
 * ``dev_size``: score model selection on at most this many dev examples (a
   seeded, label-stratified sample drawn with ``dev_seed``); any kind.
+* ``test_size`` and ``test_seed``: score test on a seeded uniform sample of
+  that many examples (a CPU budget; the note says so). Not for published
+  comparisons.
 """
 from __future__ import annotations
 
@@ -52,6 +55,12 @@ class _Sampling(BaseModel):
     #: evaluate on at most this many dev examples (a seeded sample, stratified
     #: by label), to keep per-epoch model selection affordable on a CPU
     dev_size: int | None = Field(None, gt=0)
+    #: score test on a seeded uniform sample of this many examples instead of
+    #: the whole split (CPU budgets; recorded in the run's notes and tags --
+    #: not the published protocol)
+    test_size: int | None = Field(None, gt=0)
+    #: seed of the test sample (the sampling seed, else 42)
+    test_seed: int | None = None
 
 
 class NoSampling(_Sampling):
@@ -228,6 +237,13 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
                      f"stratified, seed {dev_seed})")
     if te is not None:
         splits["test"] = _read(dataset, te, root, reports, "test")
+        if sampling.test_size is not None and len(splits["test"]) > sampling.test_size \
+                and not isinstance(sampling, EpisodeSampling):
+            full = len(splits["test"])
+            seed = sampling.test_seed if sampling.test_seed is not None else getattr(sampling, "seed", 42)
+            splits["test"] = ratio_sample(splits["test"], sampling.test_size / full, seed)
+            notes.append(f"test: a uniform sample of {len(splits['test'])} of {full} examples (test_size "
+                         f"{sampling.test_size}, seed {seed}), not the whole split")
 
     episodes: dict[str, list[Episode]] = {}
     metric = getattr(dataset, "metric", "micro_f1")
