@@ -139,3 +139,21 @@ def test_semeval_matches_the_official_perl_scorer(tmp_path):
     mine = [tuple(round(100 * r[b][k], 2) for k in ("macro_precision", "macro_recall", "macro_f1"))
             for b in ("way19", "way10_no_direction", "way10_direction")]
     assert mine == macro
+
+
+def test_multilabel_adds_scores_on_pairs_with_two_or_more_relations():
+    from relforge.data.example import Entity, Example
+
+    def ex(i, rels):
+        return Example(id=str(i), text="a b", tokens=["a", "b"], head=Entity("a", 0, 1, 0, 1),
+                       tail=Entity("b", 2, 3, 1, 2), relations=frozenset(rels))
+
+    examples = [ex(1, {"x", "y"}), ex(2, {"x"}), ex(3, set()), ex(4, {"y", "z"})]
+    preds = [{"x"}, {"x"}, {"y"}, {"y", "z"}]
+    out = evaluate("multilabel", examples, preds, "NA")
+    # overall: 4 of 5 gold found, 4 of 5 predictions right
+    assert out["micro_f1"] == pytest.approx(0.8) and out["tp"] == 4
+    # pairs 1 and 4 only: gold {x,y},{y,z}; predicted {x},{y,z}: P 3/3, R 3/4
+    assert out["multi_pairs"] == 2.0
+    assert out["multi_precision"] == 1.0 and out["multi_recall"] == pytest.approx(0.75)
+    assert out["multi_exact_match"] == 0.5

@@ -238,13 +238,21 @@ def evaluate(metric: str, examples: Sequence[Example], predictions: Sequence[Pre
     """Score ``predictions`` (aligned with ``examples``) with ``metric``;
     returns a flat dict of floats (what a tracker logs). The headline score
     is ``micro_f1`` for micro_f1/multilabel and ``official_macro_f1`` for
-    semeval."""
+    semeval. ``multilabel`` adds the same scores on the pairs holding two or
+    more gold relations (``multi_micro_f1``, ..., and their count
+    ``multi_pairs``)."""
     _check_lengths(examples, predictions)
     gold = [ex.relations for ex in examples]
     if metric == "micro_f1":
         return {k: float(v) for k, v in micro_f1(gold, predictions, no_relation).items()}
     if metric == "multilabel":
-        return {k: float(v) for k, v in multilabel_prf(gold, predictions, no_relation).items()}
+        out = {k: float(v) for k, v in multilabel_prf(gold, predictions, no_relation).items()}
+        # entity-pair overlap: the same scores on the pairs with two or more gold relations
+        idx = [i for i, g in enumerate(gold) if len(as_relation_set(g, no_relation)) >= 2]
+        sub = multilabel_prf([gold[i] for i in idx], [predictions[i] for i in idx], no_relation)
+        out.update({f"multi_{k}": float(v) for k, v in sub.items()})
+        out["multi_pairs"] = float(len(idx))
+        return out
     if metric == "semeval":
         g = {ex.id: semeval_label(ex) for ex in examples}
         p = {}
