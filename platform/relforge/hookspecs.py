@@ -185,6 +185,25 @@ def on_metrics(run, metrics, step):
 
 
 @hookspec
+def on_tags(run, tags):
+    """Tags (short string facts about a run) were set after it started.
+
+    Arguments:
+        run: the :class:`relforge.run.Run`.
+        tags: dict of tag name (``tkre.generate.generated_knowledge``) to str.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        By ``Run.set_tags``, which components (a pretraining stage, a model)
+        call to record facts about the run that are known only while it
+        runs; the run's starting tags reach trackers through
+        ``on_run_start`` (``run.tags``).
+    """
+
+
+@hookspec
 def on_artifact(run, path, artifact_path):
     """A file was produced that belongs to the run (predictions, figures, tables).
 

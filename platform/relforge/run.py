@@ -59,6 +59,12 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         self.registry.hook.on_metrics(run=self, metrics={k: float(v) for k, v in metrics.items()}, step=step)
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Record ``tags`` on the run in every tracker (values become strings)."""
+        tags = {str(k): str(v) for k, v in tags.items()}
+        self.tags.update(tags)
+        self.registry.hook.on_tags(run=self, tags=tags)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if not path.exists():

@@ -30,8 +30,8 @@ class CPTuningModel(GenerativeREModel):
             return 0.0
         return math.log(self.decision_threshold) - float(loss.log_threshold())
 
-    def rank(self, examples, batch_size: int = 32):
-        rankings = super().rank(examples, batch_size=batch_size)
+    def rank(self, examples, batch_size: int = 32, labels=None):
+        rankings = super().rank(examples, batch_size=batch_size, labels=labels)
         shift = self.score_shift()
         if shift == 0.0:
             return rankings

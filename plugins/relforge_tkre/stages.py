@@ -66,17 +66,11 @@ def record_knowledge_use(context: Mapping[str, Any], stage: str, counts: Mapping
 
 
 def set_run_tag(run: Any, key: str, value: str) -> None:
-    """A tag on the run's MLflow record, when MLflow tracks it (the core's Run
-    has no tracker-neutral tag event yet)."""
-    info = getattr(run, "state", {}).get("mlflow") if hasattr(run, "state") else None
-    if not info:
-        return
+    """A tag on the run, in every tracker (the core's ``Run.set_tags``)."""
     try:
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(tracking_uri=info["uri"]).set_tag(info["run_id"], key, value)
+        run.set_tags({key: value})
     except Exception as exc:  # tracking must not break training
-        print(f"tkre: could not set MLflow tag {key}: {exc}")
+        print(f"tkre: could not set tag {key}: {exc}")
 
 
 def build_corpus(examples: Sequence[Example], context: Mapping[str, Any], sources: Sequence[str],

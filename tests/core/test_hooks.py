@@ -80,6 +80,10 @@ class Recorder:
         self.events.append(("artifact", path.name, artifact_path))
 
     @hookimpl
+    def on_tags(self, run, tags):
+        self.events.append(("tags", tags))
+
+    @hookimpl
     def on_run_end(self, run, status, error):
         self.events.append(("end", status, type(error).__name__ if error else None))
 
@@ -93,6 +97,7 @@ def _run(tmp_path, rec, fail=False):
             art = tmp_path / "preds.jsonl"
             art.write_text("{}\n")
             run.log_artifact(art, "predictions")
+            run.set_tags({"stage.note": "ok", "count": 3})
             if fail:
                 raise RuntimeError("diverged")
     except RuntimeError:
@@ -119,6 +124,13 @@ def test_hook_on_artifact(tmp_path):
     rec = Recorder()
     _run(tmp_path, rec)
     assert ("artifact", "preds.jsonl", "predictions") in rec.events
+
+
+def test_hook_on_tags(tmp_path):
+    rec = Recorder()
+    run = _run(tmp_path, rec)
+    assert ("tags", {"stage.note": "ok", "count": "3"}) in rec.events
+    assert run.tags["count"] == "3"
 
 
 def test_hook_on_run_end(tmp_path):

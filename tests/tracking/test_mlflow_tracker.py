@@ -30,8 +30,10 @@ def test_mlflow_logs_params_tags_metrics_artifacts_and_status(reg, tmp_path, mon
         art = tmp_path / "predictions.jsonl"
         art.write_text('{"id": "t1"}\n')
         run.log_artifact(art, "predictions")
+        run.set_tags({"stage.generated": "12 examples"})
     client = MlflowClient(tracking_uri=uri)
     got = client.get_run(run.state["mlflow"]["run_id"])
+    assert got.data.tags["stage.generated"] == "12 examples"
     assert got.info.status == "FINISHED"
     assert got.data.params["loss.name"] == "toy.scaled_mse"
     assert got.data.params["loss.scale"] == "2.0"

@@ -102,14 +102,23 @@ class GenerativeREModel(torch.nn.Module):
         return {"loss": self.loss_fn(outputs, batch), "logits": backbone_output.logits}
 
     @torch.no_grad()
-    def rank(self, examples: Sequence[Example], batch_size: int = 32) -> list[list[ScoredCandidate]]:
+    def rank(self, examples: Sequence[Example], batch_size: int = 32,
+             labels: Sequence[str] | None = None) -> list[list[ScoredCandidate]]:
+        """Candidates ranked per example; ``labels`` restricts the candidates
+        (an N-way episode) and may name labels outside the training set
+        (their words come from the verbalizer the model was built with)."""
         was_training = self.training
         self.eval()
+        if labels is not None:
+            missing = [lab for lab in labels if lab not in self.label_words]
+            if missing:
+                raise KeyError(f"no verbalized words for {missing}: the model knows {sorted(self.label_words)}")
         rankings: list[list[ScoredCandidate]] = []
         for i in range(0, len(examples), batch_size):
             chunk = [self.template.render(ex, self.label_words) for ex in examples[i:i + batch_size]]
-            rankings += self.decoder.rank(self.backbone, self.tokenizer, [r.source for r in chunk],
-                                          [r.candidates for r in chunk])
+            candidates = [r.candidates if labels is None else {k: v for k, v in r.candidates.items() if k in labels}
+                          for r in chunk]
+            rankings += self.decoder.rank(self.backbone, self.tokenizer, [r.source for r in chunk], candidates)
         self.train(was_training)
         return rankings
 
@@ -182,11 +191,32 @@ class MarkerClassifierModel(torch.nn.Module):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "positions": positions,
                 "label_ids": label_ids, "label_targets": targets, "gold": [f["gold"] for f in features]}
 
-    def logits(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def pair_vectors(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The two start-marker states, concatenated: the pair's representation."""
         hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        pair = torch.cat([hidden[rows, batch["positions"][:, 0]], hidden[rows, batch["positions"][:, 1]]], dim=-1)
-        return self.classifier(self.dropout(pair))
+        return torch.cat([hidden[rows, batch["positions"][:, 0]], hidden[rows, batch["positions"][:, 1]]], dim=-1)
+
+    def logits(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pair_vectors(batch)))
+
+    @torch.no_grad()
+    def embed(self, examples: Sequence[Example], batch_size: int = 32) -> torch.Tensor:
+        """Pair vectors of ``examples`` (any labels, seen in training or not):
+        what episodic evaluation builds prototypes from."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out = []
+        for i in range(0, len(examples), batch_size):
+            feats = [{"source": r.source, "head_start": r.extra["head_start"], "tail_start": r.extra["tail_start"],
+                      "gold": []} for r in (self.template.render(ex, self.label_words)
+                                            for ex in examples[i:i + batch_size])]
+            batch = self.collate(feats)
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            out.append(self.pair_vectors(batch).float().cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, 2 * self.encoder.config.hidden_size)
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         logits = self.logits(batch)

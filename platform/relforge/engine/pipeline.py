@@ -31,7 +31,7 @@ class RunOutcome:
 
 
 def headline_metric(metric: str) -> str:
-    return "official_macro_f1" if metric == "semeval" else "micro_f1"
+    return {"semeval": "official_macro_f1", "episode_accuracy": "accuracy"}.get(metric, "micro_f1")
 
 
 def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int):
@@ -72,6 +72,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
     from relforge.data.export import write_predictions_jsonl
     from relforge.data.loading import load_data
     from relforge.engine.build import build_model, load_saved
+    from relforge.engine.episodes import episode_mode, predict_episodes
     from relforge.engine.trainer import Trainer
     from relforge.registry import get_registry
     from relforge.run import Run
@@ -115,6 +116,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
                 m.save(folder, meta)
 
         def evaluate_dev(m) -> dict[str, float]:
+            if "dev" in data.episodes:
+                return data.evaluate_episodes("dev", predict_episodes(m, data.episodes["dev"], batch_size))
             preds, _ = predict_sets(m, dev, resolved, batch_size)
             return data.evaluate("dev", preds)
 
@@ -128,7 +131,16 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if result.state.best_metric is not None:
             dev_metrics[f"best_{select}"] = result.state.best_metric
         test_metrics: dict[str, float] = {}
-        if "test" in data.splits and best_dir is not None:
+        if "test" in data.episodes and best_dir is not None:
+            best_model, _, _ = load_saved(best_dir, registry=registry)
+            best_model.to(next(model.parameters()).device)
+            print(f"scoring {len(data.episodes['test'])} test episodes ({episode_mode(best_model)})")
+            answers = predict_episodes(best_model, data.episodes["test"], batch_size)
+            test_metrics = data.evaluate_episodes("test", answers)
+            run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, result.state.global_step)
+            run.log_artifact(write_episode_predictions(run.output_dir / "predictions-test-episodes.jsonl",
+                                                       data.episodes["test"], answers), "predictions")
+        elif "test" in data.splits and best_dir is not None:
             best_model, _, _ = load_saved(best_dir, registry=registry)
             best_model.to(next(model.parameters()).device)
             preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size)
@@ -146,6 +158,18 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
                              time.perf_counter() - t0)
     return outcome
+
+
+def write_episode_predictions(path: Path, episodes, answers) -> Path:
+    """One JSON line per query: its episode, the episode's labels, gold and prediction."""
+    import json
+
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for i, (ep, preds) in enumerate(zip(episodes, answers)):
+            for ex, pred in zip(ep.query, preds):
+                fh.write(json.dumps({"episode": i, "labels": ep.labels, "id": ex.id, "gold": sorted(ex.relations),
+                                     "prediction": pred}) + "\n")
+    return Path(path)
 
 
 def write_label_report(folder: Path, examples: Sequence[Example], predictions: Sequence[frozenset[str]],

@@ -98,6 +98,15 @@ def on_metrics(run, metrics, step):
 
 
 @hookimpl
+def on_tags(run, tags):
+    if NAME not in run.state:
+        return
+    from mlflow.entities import RunTag
+
+    _client(run).log_batch(run.state[NAME]["run_id"], tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+
+
+@hookimpl
 def on_artifact(run, path, artifact_path):
     if NAME not in run.state:
         return
