@@ -1,8 +1,9 @@
 """Scores on the entity pairs with two or more gold relations (entity-pair
 overlap), next to the overall scores.
 
-The data layer's metrics score a whole split; the suite runner reports only
-those. This helper scores a run's ``predictions-test.jsonl`` (what
+Runs on multi-label data log these scores themselves (``test/multi_micro_f1``
+etc., from the data layer's ``multilabel`` metric). This helper scores saved
+``predictions-test.jsonl`` files (what
 ``relforge train`` and every suite cell write: ``gold`` and ``prediction``
 lists per pair) overall and on the subset of pairs with at least
 ``min_relations`` gold relations::
@@ -21,22 +22,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from relforge.data.metrics import multilabel_prf
+from relforge.data.metrics import multilabel_with_overlap
 
 
 def subset_scores(gold: Sequence[Sequence[str]], predictions: Sequence[Sequence[str]], *,
                   min_relations: int = 2, no_relation: str | None = None) -> dict[str, float]:
     """Multi-label micro P/R/F1 overall and on the pairs with at least
     ``min_relations`` gold relations (keys prefixed ``multi_``), plus the
-    size of that subset (``multi_pairs``)."""
+    size of that subset (``multi_pairs``) and of the whole (``pairs``)."""
     if len(gold) != len(predictions):
         raise ValueError(f"{len(gold)} gold sets but {len(predictions)} predictions")
-    overall = multilabel_prf(list(gold), list(predictions), no_relation)
-    idx = [i for i, g in enumerate(gold) if len({x for x in g if x != no_relation}) >= min_relations]
-    sub = multilabel_prf([gold[i] for i in idx], [predictions[i] for i in idx], no_relation)
-    out = {k: float(v) for k, v in overall.items()}
-    out.update({f"multi_{k}": float(v) for k, v in sub.items()})
-    out["multi_pairs"] = float(len(idx))
+    out = multilabel_with_overlap(list(gold), list(predictions), no_relation, min_relations)
     out["pairs"] = float(len(gold))
     return out
 

@@ -84,6 +84,19 @@ def multilabel_prf(gold: Sequence[Prediction], pred: Sequence[Prediction], no_re
             "tp": tp, "n_pred": n_pred, "n_gold": n_gold}
 
 
+def multilabel_with_overlap(gold: Sequence[Prediction], pred: Sequence[Prediction], no_relation: str | None = None,
+                            min_relations: int = 2) -> dict[str, float]:
+    """:func:`multilabel_prf` overall, and the same scores (keys prefixed
+    ``multi_``) on the pairs with at least ``min_relations`` gold relations
+    (entity-pair overlap), with their count ``multi_pairs``."""
+    out = {k: float(v) for k, v in multilabel_prf(gold, pred, no_relation).items()}
+    idx = [i for i, g in enumerate(gold) if len(as_relation_set(g, no_relation)) >= min_relations]
+    sub = multilabel_prf([gold[i] for i in idx], [pred[i] for i in idx], no_relation)
+    out.update({f"multi_{k}": float(v) for k, v in sub.items()})
+    out["multi_pairs"] = float(len(idx))
+    return out
+
+
 # --- SemEval-2010 Task 8 ------------------------------------------------------------
 
 SEMEVAL_OTHER = "Other"
@@ -246,13 +259,7 @@ def evaluate(metric: str, examples: Sequence[Example], predictions: Sequence[Pre
     if metric == "micro_f1":
         return {k: float(v) for k, v in micro_f1(gold, predictions, no_relation).items()}
     if metric == "multilabel":
-        out = {k: float(v) for k, v in multilabel_prf(gold, predictions, no_relation).items()}
-        # entity-pair overlap: the same scores on the pairs with two or more gold relations
-        idx = [i for i, g in enumerate(gold) if len(as_relation_set(g, no_relation)) >= 2]
-        sub = multilabel_prf([gold[i] for i in idx], [predictions[i] for i in idx], no_relation)
-        out.update({f"multi_{k}": float(v) for k, v in sub.items()})
-        out["multi_pairs"] = float(len(idx))
-        return out
+        return multilabel_with_overlap(gold, predictions, no_relation)
     if metric == "semeval":
         g = {ex.id: semeval_label(ex) for ex in examples}
         p = {}
