@@ -71,9 +71,13 @@ def plugins(
 
 
 def _split_args(args: list[str]) -> tuple[list[str], list[str]]:
-    files = [a for a in args if "=" not in a]
-    overrides = [a for a in args if "=" in a]
-    return files, overrides
+    """Config files and ``key=value`` overrides. An argument naming an
+    existing file is a file even when its path holds ``=`` (suite cells'
+    folders are named ``cell=...,seed=13``)."""
+    def is_file(a: str) -> bool:
+        return "=" not in a or (a.endswith((".yaml", ".yml", ".json")) and Path(a).is_file())
+
+    return [a for a in args if is_file(a)], [a for a in args if not is_file(a)]
 
 
 @config_app.command("show")

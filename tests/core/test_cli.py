@@ -36,6 +36,16 @@ def test_config_show_prints_resolved_yaml(tmp_path):
     assert "seed: 3" in res.stdout and "batch_size: 2" in res.stdout and "learning_rate: 0.01" in res.stdout
 
 
+def test_a_config_file_whose_path_holds_equals_signs_is_a_file(tmp_path):
+    folder = tmp_path / "cell=nyt-cptuning,seed=13"
+    folder.mkdir()
+    f = folder / "config.yaml"
+    f.write_text("seed: 7\n")
+    res = runner.invoke(app, ["config", "show", str(f), "train.epochs=2"])
+    assert res.exit_code == 0, res.output
+    assert "seed: 7" in res.stdout and "epochs: 2" in res.stdout
+
+
 def test_config_show_error_names_key(tmp_path):
     res = runner.invoke(app, ["config", "show", "train.epochz=1"])
     assert res.exit_code == 1
