@@ -85,3 +85,12 @@ def write_jsonl(path: Path, rows) -> None:
     with path.open("w", encoding="utf-8", newline="\n") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def load_label_index(path: Path, what: str = "label -> id") -> list[str]:
+    """The labels of a JSON object mapping each label to its index (a
+    ``rel2id.json``), in index order."""
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise DataFormatError(path, f"expected a JSON object {what}")
+    return sorted(data, key=lambda k: data[k])

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from relforge.data.errors import DataFormatError, ReadReport
 from relforge.data.example import Example
-from relforge.data.io import load_json
+from relforge.data.io import load_json, load_label_index
 from relforge.data.readers.base import FileDataset, check_span, check_tokens, require
 from relforge.data.text import entity_from_tokens, token_char_offsets
 
@@ -40,10 +40,7 @@ class CoNLL04Dataset(FileDataset):
     def relation_labels(self, data_dir: Path | None) -> list[str]:
         p = self.root(data_dir) / "rel2idx.json"
         if p.is_file():
-            data = load_json(p)
-            if not isinstance(data, dict):
-                raise DataFormatError(p, "expected a JSON object relation -> index")
-            return sorted(data, key=lambda k: data[k])
+            return load_label_index(p, "relation -> index")
         return list(CONLL04_RELATIONS)
 
     def labels(self, data_dir: Path | None = None) -> list[str]:

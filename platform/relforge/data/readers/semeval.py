@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from relforge.data.errors import DataFormatError, ReadReport
 from relforge.data.example import Entity, Example
-from relforge.data.io import iter_jsonl, load_json, read_lines
+from relforge.data.io import iter_jsonl, load_label_index, read_lines
 from relforge.data.paths import require_file
 from relforge.data.readers.base import FileDataset, check_span, check_tokens, require
 from relforge.data.text import (char_to_token_span, entity_from_tokens, token_char_offsets,
@@ -200,10 +200,7 @@ class SemEvalOpenNREDataset(FileDataset):
     def relation_labels(self, data_dir: Path | None) -> list[str]:
         p = self.root(data_dir) / "rel2id.json"
         if p.is_file():
-            rel2id = load_json(p)
-            if not isinstance(rel2id, dict):
-                raise DataFormatError(p, "expected a JSON object label -> id")
-            return sorted(rel2id, key=lambda k: rel2id[k])
+            return load_label_index(p, "label -> id")
         return list(SEMEVAL_LABELS[1:])
 
     def _read(self, split: str, data_dir: Path | None, report: ReadReport) -> list[Example]:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from relforge.data.errors import DataFormatError, ReadReport
 from relforge.data.example import Example
-from relforge.data.io import load_json
+from relforge.data.io import load_json, load_label_index
 from relforge.data.readers.base import FileDataset
 from relforge.data.readers.tacred import parse_tacred_style
 
@@ -60,10 +60,7 @@ class Wiki80Dataset(FileDataset):
             from relforge.data.paths import require_file
 
             require_file(p, "Wiki80 rel2id.json (the 80 relation names -> ids)", dataset=self.name)
-        rel2id = load_json(p)
-        if not isinstance(rel2id, dict):
-            raise DataFormatError(p, "expected a JSON object relation -> id")
-        return sorted(rel2id, key=lambda k: rel2id[k])
+        return load_label_index(p, "relation -> id")
 
     def _read(self, split: str, data_dir: Path | None, report: ReadReport) -> list[Example]:
         known = set(self.relation_labels(data_dir))
