@@ -11,13 +11,13 @@ threshold decision reads it on the same scale as the exact scores.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import torch
 from pydantic import Field
 
-from relforge.components import Decoder, ScoredCandidate, Settings
+from relforge.components import ScoredCandidate, Settings
+from relforge.decoding.decoders import BatchedDecoder
 
 
 class FreeGenerationSettings(Settings):
@@ -46,7 +46,7 @@ def nearest_label(text: str, choices: Mapping[str, str]) -> tuple[str | None, fl
     return best, best_sim
 
 
-class FreeGenerationDecoder(Decoder):
+class FreeGenerationDecoder(BatchedDecoder):
     """Unconstrained generation mapped to the nearest candidate label."""
 
     name = "free_generation"
@@ -54,28 +54,11 @@ class FreeGenerationDecoder(Decoder):
     settings: FreeGenerationSettings
 
     @torch.no_grad()
-    def rank(self, model: Any, tokenizer: Any, sources: Sequence[str],
-             candidates: Sequence[Mapping[str, str]]) -> list[list[ScoredCandidate]]:
-        if len(sources) != len(candidates):
-            raise ValueError(f"{len(sources)} sources but {len(candidates)} candidate sets")
-        was_training = model.training
-        model.eval()
-        try:
-            out: list[list[ScoredCandidate]] = []
-            for a in range(0, len(sources), self.settings.batch_size):
-                b = a + self.settings.batch_size
-                out += self._rank_batch(model, tokenizer, list(sources[a:b]), list(candidates[a:b]))
-            return out
-        finally:
-            model.train(was_training)
-
     def _rank_batch(self, model, tokenizer, sources, candidates):
         s = self.settings
-        dev = next(model.parameters()).device
-        enc = tokenizer(sources, padding=True, truncation=True, max_length=s.max_source_length,
-                        return_tensors="pt").to(dev)
+        input_ids, attention_mask = self._encode_sources(model, tokenizer, sources)
         k = s.num_beams
-        gen = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], num_beams=k,
+        gen = model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=k,
                              num_return_sequences=k, do_sample=False, max_new_tokens=s.max_new_tokens,
                              return_dict_in_generate=True, output_scores=True)
         if k > 1:

@@ -7,7 +7,8 @@ Public API (imported lazily, so ``import relforge.decoding`` stays cheap):
 * :class:`TrieLogitsProcessor` (``processor``; for ``transformers`` ``generate``)
 * :func:`score_trie`, :class:`TrieScores` (``scoring``; exact and SuRE-style scores)
 * the decoders ``trie-beam``, ``exact`` and ``sure`` (``decoders``), registered
-  through the ``register_decoders`` hook.
+  through the ``register_decoders`` hook, and their base :class:`BatchedDecoder`
+  (batching and eval mode) for decoders that plugins write.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ _WHERE = {
     "TrieLogitsProcessor": "processor",
     "score_trie": "scoring", "TrieScores": "scoring",
     "ConstrainedGenerationDecoder": "decoders", "ExactScoringDecoder": "decoders",
-    "SureScoringDecoder": "decoders",
+    "SureScoringDecoder": "decoders", "BatchedDecoder": "decoders",
 }
 __all__ = sorted(_WHERE)
 

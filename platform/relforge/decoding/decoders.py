@@ -52,7 +52,16 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-class _BatchedDecoder(Decoder):
+class BatchedDecoder(Decoder):
+    """A decoder that ranks in batches of ``settings.batch_size`` with the
+    model in eval mode (restored afterwards); a subclass implements
+    ``_rank_batch(model, tokenizer, sources, candidates)``. Its settings need
+    ``batch_size`` and ``max_source_length``."""
+
+    def _rank_batch(self, model: Any, tokenizer: Any, sources: Sequence[str],
+                    candidates: Sequence[Mapping[str, str]]) -> list[list[ScoredCandidate]]:
+        raise NotImplementedError
+
     def _batches(self, n: int):
         size = self.settings.batch_size
         return [(i, min(n, i + size)) for i in range(0, n, size)]
@@ -87,7 +96,7 @@ class _ScoringSettings(Settings):
     max_rows: int = 2048
 
 
-class ExactScoringDecoder(_BatchedDecoder):
+class ExactScoringDecoder(BatchedDecoder):
     """Every candidate's exact log-probability from one batched teacher-forced
     pass over the Trie (see :mod:`relforge.decoding.scoring`). ``score`` is the
     length-normalised log-probability (``normalize: mean``) or the total."""
@@ -153,7 +162,7 @@ class _GenerationSettings(Settings):
     backend: Literal["auto", "torch", "cupy"] = "auto"
 
 
-class ConstrainedGenerationDecoder(_BatchedDecoder):
+class ConstrainedGenerationDecoder(BatchedDecoder):
     """Trie-constrained greedy (``num_beams: 1``) or beam search through
     ``transformers`` ``generate`` with :class:`TrieLogitsProcessor`. Returns the
     candidates the beams reached (at most ``num_beams``), best first; ``score``
