@@ -122,21 +122,19 @@ def expand(spec: SuiteFile, *, registry=None, extra_overrides: list[str] = ()) -
         if not isinstance(values, list) or not values:
             raise ConfigError(f"suite {spec.name!r}: matrix.{key} must be a non-empty list (or 'all' for method)")
         axes[key] = values
-    for key, values in axes.items():  # a `when` or `exclude` value outside the matrix is a typo
-        for where, pattern in [("exclude", ex) for ex in spec.exclude] + [("overrides", o.when)
-                                                                           for o in spec.overrides]:
-            if key not in pattern:
-                continue
-            wanted = pattern[key]
-            options = [wanted] if wanted in values or not isinstance(wanted, list) else wanted
-            if any(o not in values for o in options):
-                raise ConfigError(f"suite {spec.name!r}: {where} names {key}={pattern[key]!r}, which is not "
-                                  f"among the matrix values {values}")
-    for where, pattern in [("exclude", ex) for ex in spec.exclude] + [("overrides", o.when) for o in spec.overrides]:
+    # a `when` or `exclude` naming a key or value outside the matrix is a typo
+    patterns = [("exclude", ex) for ex in spec.exclude] + [("overrides", o.when) for o in spec.overrides]
+    for where, pattern in patterns:
         unknown = [k for k in pattern if k not in axes]
         if unknown:
             raise ConfigError(f"suite {spec.name!r}: {where} names {unknown}, which are not matrix keys "
                               f"{sorted(axes)}")
+        for key, wanted in pattern.items():
+            values = axes[key]
+            options = [wanted] if wanted in values or not isinstance(wanted, list) else wanted
+            if any(o not in values for o in options):
+                raise ConfigError(f"suite {spec.name!r}: {where} names {key}={wanted!r}, which is not "
+                                  f"among the matrix values {values}")
     cells = []
     for combo in itertools.product(*axes.values()) if axes else [()]:
         coords = dict(zip(axes, combo))

@@ -131,18 +131,17 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if result.state.best_metric is not None:
             dev_metrics[f"best_{select}"] = result.state.best_metric
         test_metrics: dict[str, float] = {}
-        if "test" in data.episodes and best_dir is not None:
+        if best_dir is not None and "test" in data.splits:  # episodes, when sampled, come from it
             best_model, _, _ = load_saved(best_dir, registry=registry)
             best_model.to(next(model.parameters()).device)
+        if best_dir is not None and "test" in data.episodes:
             print(f"scoring {len(data.episodes['test'])} test episodes ({episode_mode(best_model)})")
             answers = predict_episodes(best_model, data.episodes["test"], batch_size)
             test_metrics = data.evaluate_episodes("test", answers)
             run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, result.state.global_step)
             run.log_artifact(write_episode_predictions(run.output_dir / "predictions-test-episodes.jsonl",
                                                        data.episodes["test"], answers), "predictions")
-        elif "test" in data.splits and best_dir is not None:
-            best_model, _, _ = load_saved(best_dir, registry=registry)
-            best_model.to(next(model.parameters()).device)
+        elif best_dir is not None and "test" in data.splits:
             preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size)
             test_metrics = data.evaluate("test", preds)
             run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, result.state.global_step)
