@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from relforge.components import ComponentKind
 
@@ -131,6 +131,18 @@ class DecisionSettings(_Strict):
     mode: Literal["argmax", "threshold"] = "argmax"
     threshold: float = Field(0.5, gt=0, le=1)
     fallback_top1: bool = True
+    #: threshold mode: after training, choose the threshold that maximises the
+    #: selection metric on dev (with the selected model) and decide test with it
+    tune_on_dev: bool = False
+    #: the threshold chosen on dev (written by the pipeline into the saved
+    #: model's configuration; when set, it replaces ``threshold`` in decisions)
+    dev_threshold: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _tuning_needs_threshold(self):
+        if self.tune_on_dev and self.mode != "threshold":
+            raise ValueError("decision.tune_on_dev tunes a threshold: it needs decision.mode: threshold")
+        return self
 
 
 class RunConfig(_Strict):

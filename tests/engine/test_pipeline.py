@@ -72,6 +72,31 @@ def test_generative_baseline_trains_evaluates_logs_and_round_trips(tiny_t5_dir, 
     assert set(ex.labels) == {"no_relation", "born_in", "lives_in", "works_for", "founded", "located_in"}
 
 
+def test_threshold_tuned_on_dev_is_logged_saved_and_used_for_test(tiny_t5_dir, tmp_path, store):
+    cfg = config("generative_ce", tiny_t5_dir, "train.epochs=2", "train.learning_rate=3e-3",
+                 "decoder.name=relforge.exact", "decision.mode=threshold", "decision.threshold=0.9",
+                 "decision.tune_on_dev=true", "tracking.experiment=pipeline-tune")
+    out = train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    metrics = store.get_run(out.tracking["run_id"]).data.metrics
+    t = metrics["dev/tuned_threshold"]
+    assert 0 < t <= 1 and metrics["dev/tuned_micro_f1"] >= metrics["dev/untuned_micro_f1"]
+    # recorded in the saved model's configuration, so a reload decides with it
+    meta = json.loads((out.model_dir / "relforge.json").read_text())
+    assert meta["config"]["decision"]["dev_threshold"] == pytest.approx(t)
+    ex = Extractor.from_pretrained(out.model_dir, device="cpu")
+    assert ex.resolved.run.decision.dev_threshold == pytest.approx(t)
+    from relforge.data.loading import load_data
+    from relforge.engine.decision import decide
+
+    saved = read_jsonl(tmp_path / "run" / "predictions-test.jsonl")
+    test = load_data(cfg.run.data).splits["test"]
+    assert [r["relations"] for r in ex.predict(test)] == [r["prediction"] for r in saved]
+    # and test was decided at the tuned threshold, not the configured 0.9
+    rankings = ex.model.rank(test)
+    tuned = [sorted(decide(r, ex.model.no_relation, ex.resolved.run.decision)) for r in rankings]
+    assert tuned == [sorted(r["prediction"]) for r in saved]
+
+
 def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = config("marker_classifier", tiny_bert_dir, "train.epochs=3", "train.learning_rate=1e-3",

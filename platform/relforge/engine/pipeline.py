@@ -34,10 +34,11 @@ def headline_metric(metric: str) -> str:
     return {"semeval": "official_macro_f1", "episode_accuracy": "accuracy"}.get(metric, "micro_f1")
 
 
-def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int):
+def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int, decision=None):
+    """(predicted sets, rankings); ``decision`` replaces the run's decision settings."""
     rankings = model.rank(examples, batch_size=batch_size)
     no_rel = model.no_relation
-    return [decide(r, no_rel, resolved.run.decision) for r in rankings], rankings
+    return [decide(r, no_rel, decision or resolved.run.decision) for r in rankings], rankings
 
 
 def run_tags(resolved: ResolvedConfig, registry) -> dict[str, str]:
@@ -131,9 +132,13 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if result.state.best_metric is not None:
             dev_metrics[f"best_{select}"] = result.state.best_metric
         test_metrics: dict[str, float] = {}
-        if best_dir is not None and "test" in data.splits:  # episodes, when sampled, come from it
+        decision = run_cfg.decision
+        if best_dir is not None and ("test" in data.splits or decision.tune_on_dev):
             best_model, _, _ = load_saved(best_dir, registry=registry)
             best_model.to(next(model.parameters()).device)
+        if best_dir is not None and decision.tune_on_dev:
+            decision = tune_on_dev(best_model, best_dir, data, resolved, select, batch_size, run,
+                                   result.state.global_step)
         if best_dir is not None and "test" in data.episodes:
             print(f"scoring {len(data.episodes['test'])} test episodes ({episode_mode(best_model)})")
             answers = predict_episodes(best_model, data.episodes["test"], batch_size)
@@ -142,7 +147,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
             run.log_artifact(write_episode_predictions(run.output_dir / "predictions-test-episodes.jsonl",
                                                        data.episodes["test"], answers), "predictions")
         elif best_dir is not None and "test" in data.splits:
-            preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size)
+            preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size, decision)
             test_metrics = data.evaluate("test", preds)
             run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, result.state.global_step)
             pred_path = write_predictions_jsonl(
@@ -157,6 +162,31 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
                              time.perf_counter() - t0)
     return outcome
+
+
+def tune_on_dev(model, best_dir: Path, data, resolved: ResolvedConfig, metric: str, batch_size: int, run, step: int):
+    """``decision.tune_on_dev``: choose the threshold on dev with the selected
+    model, log it (``dev/tuned_threshold``, ``dev/tuned_<metric>``), record it
+    in the saved model's configuration (so ``relforge evaluate``/``predict``
+    decide with it) and return the decision settings that test uses."""
+    from relforge.engine.decision import tune_threshold
+    from relforge.engine.models import read_meta, write_meta
+
+    dev = data.splits.get("dev")
+    if not dev or data.episodes:
+        raise ValueError("decision.tune_on_dev needs a dev split of single examples (not episodes) to tune on")
+    cfg = resolved.run.decision
+    rankings = model.rank(dev, batch_size=batch_size)
+    threshold, value, tried = tune_threshold(rankings, lambda preds: data.evaluate("dev", preds), metric,
+                                             data.no_relation, cfg)
+    print(f"decision: threshold {threshold:.4g} chosen on dev ({metric} {value:.4f}; "
+          f"{cfg.threshold:g} gives {tried[float(cfg.threshold)]:.4f}; {len(tried)} thresholds tried)")
+    run.log_metrics({"dev/tuned_threshold": threshold, f"dev/tuned_{metric}": value,
+                     f"dev/untuned_{metric}": tried[float(cfg.threshold)]}, step)
+    meta = read_meta(best_dir)
+    meta["config"].setdefault("decision", {})["dev_threshold"] = threshold
+    write_meta(best_dir, meta)
+    return cfg.model_copy(update={"dev_threshold": threshold})
 
 
 def write_episode_predictions(path: Path, episodes, answers) -> Path:
