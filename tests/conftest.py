@@ -48,3 +48,25 @@ def tiny_bert_dir(tmp_path_factory):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert2bert_dir(tiny_bert_dir, tmp_path_factory):
+    """A tiny BERT-to-BERT encoder-decoder (the default MiniLM backbone's
+    shape: learned absolute positions), saved with its tokenizer."""
+    import torch
+    from transformers import BertTokenizerFast, EncoderDecoderModel
+
+    from relforge.models.backbone import quiet_local_io
+
+    tok = BertTokenizerFast.from_pretrained(tiny_bert_dir)
+    torch.manual_seed(0)
+    with quiet_local_io(warnings=False):
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(tiny_bert_dir), str(tiny_bert_dir))
+    for key, value in {"decoder_start_token_id": tok.cls_token_id, "pad_token_id": tok.pad_token_id,
+                       "eos_token_id": tok.sep_token_id}.items():
+        setattr(model.config, key, value)
+    path = tmp_path_factory.mktemp("tiny-bert2bert")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

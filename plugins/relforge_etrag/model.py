@@ -67,6 +67,12 @@ class ETRAGOptions(BaseModel):
     retriever_max_length: int = Field(256, gt=0)
     #: where the soft prompts go: after the encoder's first token, or in front
     insert: Literal["after_first", "prepend"] = "after_first"
+    #: encoders with absolute position embeddings (BERT-style, the default
+    #: MiniLM encoder-decoder): "keep" gives every prompt the first token's
+    #: position and the source tokens the positions they have without prompts;
+    #: "shift" numbers prompts and tokens consecutively, moving every source
+    #: token (1 + k) * 3 places. Relative-position encoders (T5) ignore it.
+    prompt_positions: Literal["keep", "shift"] = "keep"
     #: the query's third span: its final token (public code) or its sentence
     query_label_span: Literal["end", "sentence"] = "end"
     #: candidate search over the cached memory at inference
@@ -265,6 +271,38 @@ class ETRAGModel(GenerativeREModel):
         return (torch.cat([embeds[:, :1], prompts, embeds[:, 1:]], 1),
                 torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], 1))
 
+    def prompt_position_ids(self, input_ids: torch.Tensor, n_prompts: int) -> torch.Tensor | None:
+        """The encoder's ``position_ids`` for an input with ``n_prompts`` soft
+        prompts inserted (``prompt_positions: keep``), or None: no prompts,
+        ``shift``, or an encoder without absolute position embeddings."""
+        if n_prompts == 0 or self.options.prompt_positions != "keep" or not self._absolute_positions():
+            return None
+        b, t = input_ids.shape
+        tokens = torch.arange(t, device=input_ids.device)
+        first = torch.zeros(n_prompts, dtype=torch.long, device=input_ids.device)
+        order = [first, tokens] if self.options.insert == "prepend" else [tokens[:1], first, tokens[1:]]
+        return torch.cat(order).unsqueeze(0).expand(b, -1)
+
+    def _absolute_positions(self) -> bool:
+        if not hasattr(self, "_abs_pos"):
+            import inspect
+
+            enc = self.backbone.get_encoder()
+            table = getattr(getattr(enc, "embeddings", None), "position_embeddings", None)
+            kind = getattr(getattr(enc, "config", None), "position_embedding_type", "absolute")
+            self._abs_pos = (isinstance(table, torch.nn.Embedding) and kind == "absolute"
+                             and "position_ids" in inspect.signature(enc.forward).parameters)
+        return self._abs_pos
+
+    def _encoder_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        prompts: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        embeds, att = self.insert_prompts(input_ids, attention_mask, prompts)
+        out = {"inputs_embeds": embeds, "attention_mask": att}
+        pos = self.prompt_position_ids(input_ids, 0 if prompts is None else prompts.shape[1])
+        if pos is not None:
+            out["position_ids"] = pos
+        return out
+
     def make_prompts(self, query: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         b, s, h = query.shape
         stack = torch.cat([query, neighbours.reshape(b, -1, h)], 1)  # (B, (1 + k) S, H)
@@ -325,9 +363,9 @@ class ETRAGModel(GenerativeREModel):
         dev = batch["input_ids"].device
         prompts = self._train_prompts(batch) if self.training else (
             self.retrieve_cached(batch["features"])[0] if self.options.k > 0 else None)
-        embeds, att = self.insert_prompts(batch["input_ids"], batch["attention_mask"],
-                                          None if prompts is None else prompts.to(dev))
-        out = self.backbone(inputs_embeds=embeds, attention_mask=att, labels=batch["labels"])
+        inputs = self._encoder_inputs(batch["input_ids"], batch["attention_mask"],
+                                      None if prompts is None else prompts.to(dev))
+        out = self.backbone(**inputs, labels=batch["labels"])
         return self.loss_outputs(out, batch)
 
     @torch.no_grad()
@@ -349,9 +387,10 @@ class ETRAGModel(GenerativeREModel):
                                      max_length=min(self.max_source_length, dec.max_source_length),
                                      return_tensors="pt")
                 prompts = self.retrieve_cached(feats)[0] if self.options.k > 0 else None
-                embeds, att = self.insert_prompts(enc["input_ids"].to(dev), enc["attention_mask"].to(dev),
-                                                  None if prompts is None else prompts.to(dev))
-                hidden = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=att).last_hidden_state
+                inputs = self._encoder_inputs(enc["input_ids"].to(dev), enc["attention_mask"].to(dev),
+                                              None if prompts is None else prompts.to(dev))
+                att = inputs["attention_mask"]
+                hidden = self.backbone.get_encoder()(**inputs).last_hidden_state
                 cands = [f["candidates"] for f in feats]
                 trie, names, mask = batch_trie(self.tokenizer, cands)
                 scores = score_trie(self.backbone, trie, hidden, att, mask, max_rows=dec.max_rows, exact=exact)

@@ -264,3 +264,35 @@ def test_cache_refresh_follows_training_steps(built, monkeypatch):
     model.ensure_cache()  # any step old before an evaluation
     assert len(calls) == 3
     model.options = model.options.model_copy(update={"refresh_every": 100})
+
+
+def test_prompts_keep_the_source_positions_of_an_absolute_position_encoder(tiny_bert2bert_dir, tiny_bert_dir,
+                                                                          built):
+    # a BERT-to-BERT generator (as the default MiniLM one): learned absolute positions
+    model, _ = _build(_resolved(tiny_bert2bert_dir, tiny_bert_dir))
+    model.eval()
+    enc = model.backbone.get_encoder()
+    batch = model.tokenizer(["Ada Quill was born in Norport ."], return_tensors="pt")
+    ids, att = batch["input_ids"], batch["attention_mask"]
+    prompts = torch.randn(1, 3, enc.config.hidden_size)
+    inputs = model._encoder_inputs(ids, att, prompts)
+    t = ids.shape[1]
+    assert inputs["position_ids"].tolist() == [[0, 0, 0, 0] + list(range(1, t))]
+    # what the encoder's layers see at the source tokens is what they see without prompts
+    with torch.no_grad():
+        with_prompts = enc.embeddings(inputs_embeds=inputs["inputs_embeds"], position_ids=inputs["position_ids"])
+        plain = enc.embeddings(input_ids=ids)
+        keep = [0] + list(range(4, t + 3))
+        assert torch.allclose(with_prompts[:, keep], plain, atol=1e-6)
+        # and the whole model runs on them (training loss and ranking)
+        out = model.backbone(**inputs, labels=model.tokenizer(["born in"], return_tensors="pt")["input_ids"])
+        assert torch.isfinite(out.loss)
+    # "shift": consecutive positions (no position_ids passed), every source token moves
+    model.options.prompt_positions = "shift"
+    shifted = model._encoder_inputs(ids, att, prompts)
+    assert "position_ids" not in shifted
+    model.options.prompt_positions = "keep"
+    # no prompts, or a relative-position encoder (T5): nothing to pass
+    assert "position_ids" not in model._encoder_inputs(ids, att, None)
+    t5_model, _ = built
+    assert t5_model.prompt_position_ids(ids, 3) is None
