@@ -34,7 +34,19 @@ def test_aggregation_on_hand_made_rows():
     assert ("a", 16) not in aggs
     md = markdown(list(aggs.values()), ["test/f1"], "t")
     assert "| b | **0.6500 ± 0.0000 (n=2)** | **0.8000 ± 0.0000 (n=1)** |" in md
-    assert "| a | 0.6000 ± 0.1414 (n=2) |  |" in md
+    assert "| a | 0.6000 ± 0.1414 (n=2) |  |" in md and "| data set |" not in md
+
+
+def test_report_bolds_the_best_row_per_data_set_only():
+    rows = [{"coordinates": {"options.cell": c, "seed": 1}, "metrics": {"test/f1": v}, "dataset": d}
+            for c, v, d in [("nyt-x", 0.3, "nyt"), ("nyt-y", 0.2, "nyt"), ("wiki-x", 0.6, "wiki80"),
+                            ("wiki-y", 0.7, "wiki80")]]
+    md = markdown(aggregate(rows, ["test/f1"]), ["test/f1"], "t")
+    assert "| | data set | test/f1 |" in md
+    assert "| nyt-x | nyt | **0.3000 ± 0.0000 (n=1)** |" in md  # best on NYT, below both Wiki80 rows
+    assert "| nyt-y | nyt | 0.2000 ± 0.0000 (n=1) |" in md
+    assert "| wiki-x | wiki80 | 0.6000 ± 0.0000 (n=1) |" in md
+    assert "| wiki-y | wiki80 | **0.7000 ± 0.0000 (n=1)** |" in md
 
 
 def test_shards_cover_every_cell_exactly_once():

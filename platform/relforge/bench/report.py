@@ -19,16 +19,19 @@ class Aggregate:
     mean: float
     std: float                  # sample standard deviation (0 for one value)
     count: int
+    dataset: str = ""           # the data set the group's cells ran on ("" unknown)
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> list[Aggregate]:
     """``rows``: ``{"coordinates": {...}, "metrics": {...}}`` per finished cell."""
     groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     coords_of: dict[tuple, dict[str, Any]] = {}
+    dataset_of: dict[tuple, str] = {}
     for row in rows:
         group = {k: v for k, v in row["coordinates"].items() if k not in SEED_KEYS}
         key = tuple(sorted((k, str(v)) for k, v in group.items()))
         coords_of[key] = group
+        dataset_of[key] = str(row.get("dataset") or "")
         for m in metrics:
             if m in row["metrics"] and row["metrics"][m] is not None:
                 groups[key][m].append(float(row["metrics"][m]))
@@ -40,7 +43,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> list
                 continue
             mean = sum(values) / len(values)
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-            out.append(Aggregate(coords_of[key], m, mean, std, len(values)))
+            out.append(Aggregate(coords_of[key], m, mean, std, len(values), dataset_of[key]))
     return out
 
 
@@ -68,13 +71,17 @@ def pivot(aggs: Sequence[Aggregate], metric: str) -> tuple[list[str], list[str],
 
 def markdown(aggs: Sequence[Aggregate], metrics: Sequence[str], title: str) -> str:
     lines = [f"# {title}", "", "Mean ± sample standard deviation over seeds (n = number of seeds); "
-             "the best mean of each column is in bold.", ""]
+             "in each column the best mean among the rows on the same data set is in bold.", ""]
     for m in metrics:
         rows, cols, table = pivot(aggs, m)
         if not rows:
             continue
-        lines += [f"## {m}", "", "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-        best = {c: max((table[(r, c)].mean for r in rows if (r, c) in table), default=None) for c in cols}
+        mixed = len({a.dataset for a in table.values()}) > 1
+        head = "| | data set | " if mixed else "| | "
+        lines += [f"## {m}", "", head + " | ".join(cols) + " |", "|---|" + "---|" * (len(cols) + mixed)]
+        peers: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for (r, c), a in table.items():
+            peers[(c, a.dataset)].append(a.mean)
         for r in rows:
             cells = []
             for c in cols:
@@ -83,8 +90,11 @@ def markdown(aggs: Sequence[Aggregate], metrics: Sequence[str], title: str) -> s
                     cells.append("")
                     continue
                 text = f"{a.mean:.4f} ± {a.std:.4f} (n={a.count})"
-                cells.append(f"**{text}**" if a.mean == best[c] else text)
-            lines.append(f"| {r} | " + " | ".join(cells) + " |")
+                group = peers[(c, a.dataset)]
+                cells.append(f"**{text}**" if a.mean == max(group) else text)
+            sets = sorted({table[(r, c)].dataset for c in cols if (r, c) in table})
+            label = f"| {r} | {', '.join(s or '?' for s in sets)} | " if mixed else f"| {r} | "
+            lines.append(label + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -146,6 +146,12 @@ def _earlier_result(done: dict[str, Any], cell: Cell, folder: Path) -> tuple[dic
     return None
 
 
+def cell_dataset(cell: Cell) -> str:
+    """The data set a cell runs on (its resolved configuration's), as its runs tag it."""
+    run = cell.resolved.run if cell.resolved is not None else None
+    return run.data.dataset.name if run is not None and run.data.dataset else ""
+
+
 def comparison_table(spec: SuiteFile, results: Sequence[CellResult]) -> Table:
     table = Table(title=f"suite {spec.name}")
     keys = list(results[0].cell.coordinates) if results else []
@@ -155,12 +161,18 @@ def comparison_table(spec: SuiteFile, results: Sequence[CellResult]) -> Table:
         table.add_column(m, justify="right")
     table.add_column("seconds", justify="right")
     table.add_column("status")
-    best = {m: max((r.metrics[m] for r in results if m in r.metrics), default=None) for m in spec.metrics}
+    # the best value is bold among the cells of one data set only (a suite may mix data sets)
+    best: dict[tuple[str, str], float] = {}
+    for r in results:
+        for m, v in r.metrics.items():
+            key = (m, cell_dataset(r.cell))
+            best[key] = max(best.get(key, v), v)
     for r in results:
         row: list[Any] = [str(r.cell.coordinates[k]) for k in keys]
         for m in spec.metrics:
             v = r.metrics.get(m)
-            row.append("" if v is None else (f"[bold]{v:.4f}[/]" if v == best[m] else f"{v:.4f}"))
+            row.append("" if v is None else (f"[bold]{v:.4f}[/]" if v == best[(m, cell_dataset(r.cell))]
+                                             else f"{v:.4f}"))
         row += [f"{r.seconds:.0f}", r.status if not r.error else f"{r.status}: {r.error[:60]}"]
         table.add_row(*row)
     return table
@@ -185,7 +197,7 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
         for cell in expand(spec, registry=registry):
             earlier = _earlier_result({}, cell, cell_dir(root, cell))
             if earlier is not None:
-                rows.append({"coordinates": cell.coordinates, "metrics": earlier[0]})
+                rows.append({"coordinates": cell.coordinates, "metrics": earlier[0], "dataset": cell_dataset(cell)})
     if not rows:
         raise ValueError(f"suite {spec.name!r} has no finished cells yet (run `relforge bench` first)")
     aggs = aggregate(rows, spec.metrics)

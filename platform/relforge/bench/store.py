@@ -53,7 +53,8 @@ def cell_rows(client, tracking: dict[str, Any], suite: str) -> list[dict[str, An
     rows = []
     for h, r in finished_cells(client, tracking, suite).items():
         coords = {k.removeprefix("cell."): v for k, v in r.data.tags.items() if k.startswith("cell.")}
-        rows.append({"coordinates": coords, "metrics": metrics_of(r), "config_hash": h, "run_id": r.info.run_id})
+        rows.append({"coordinates": coords, "metrics": metrics_of(r), "config_hash": h, "run_id": r.info.run_id,
+                     "dataset": r.data.tags.get("dataset", "")})
     return rows
 
 
