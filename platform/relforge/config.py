@@ -60,6 +60,11 @@ class DataConfig(_Strict):
     #: a verbalizer override file (label -> words), YAML or JSON
     verbalizer: str | None = None
 
+    @property
+    def dataset_name(self) -> str:
+        """The data set's registered name ("" when none is set), as runs are tagged."""
+        return self.dataset.name if self.dataset else ""
+
     @field_validator("dataset", mode="before")
     @classmethod
     def _dataset_ref(cls, v: Any) -> Any:

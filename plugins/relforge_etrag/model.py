@@ -132,6 +132,17 @@ class SpanEncoder(torch.nn.Module):
         return torch.einsum("nst,nth->nsh", mask, hidden) / mask.sum(-1, keepdim=True)
 
 
+def has_absolute_positions(encoder) -> bool:
+    """Whether ``encoder`` adds learned absolute position embeddings and takes
+    ``position_ids`` (BERT-style encoders; not T5 or BART)."""
+    import inspect
+
+    table = getattr(getattr(encoder, "embeddings", None), "position_embeddings", None)
+    kind = getattr(getattr(encoder, "config", None), "position_embedding_type", "absolute")
+    return (isinstance(table, torch.nn.Embedding) and kind == "absolute"
+            and "position_ids" in inspect.signature(encoder.forward).parameters)
+
+
 # ---- the model -------------------------------------------------------------------
 
 class ETRAGModel(GenerativeREModel):
@@ -148,6 +159,7 @@ class ETRAGModel(GenerativeREModel):
             raise ValueError("ETRAG scores candidates itself with the core's Trie scorer and reads the decoder's "
                              "settings: use decoder relforge.sure (branch-renormalised) or relforge.exact")
         self.span_encoder = span_encoder
+        self._absolute_positions = has_absolute_positions(self.backbone.get_encoder())
         self.projection = None
         if options.k > 0:
             if span_encoder is None:
@@ -275,24 +287,13 @@ class ETRAGModel(GenerativeREModel):
         """The encoder's ``position_ids`` for an input with ``n_prompts`` soft
         prompts inserted (``prompt_positions: keep``), or None: no prompts,
         ``shift``, or an encoder without absolute position embeddings."""
-        if n_prompts == 0 or self.options.prompt_positions != "keep" or not self._absolute_positions():
+        if n_prompts == 0 or self.options.prompt_positions != "keep" or not self._absolute_positions:
             return None
         b, t = input_ids.shape
         tokens = torch.arange(t, device=input_ids.device)
         first = torch.zeros(n_prompts, dtype=torch.long, device=input_ids.device)
         order = [first, tokens] if self.options.insert == "prepend" else [tokens[:1], first, tokens[1:]]
         return torch.cat(order).unsqueeze(0).expand(b, -1)
-
-    def _absolute_positions(self) -> bool:
-        if not hasattr(self, "_abs_pos"):
-            import inspect
-
-            enc = self.backbone.get_encoder()
-            table = getattr(getattr(enc, "embeddings", None), "position_embeddings", None)
-            kind = getattr(getattr(enc, "config", None), "position_embedding_type", "absolute")
-            self._abs_pos = (isinstance(table, torch.nn.Embedding) and kind == "absolute"
-                             and "position_ids" in inspect.signature(enc.forward).parameters)
-        return self._abs_pos
 
     def _encoder_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         prompts: torch.Tensor | None) -> dict[str, torch.Tensor]:

@@ -97,6 +97,14 @@ def test_threshold_tuned_on_dev_is_logged_saved_and_used_for_test(tiny_t5_dir, t
     assert tuned == [sorted(r["prediction"]) for r in saved]
 
 
+def test_threshold_tuning_without_dev_fails_before_training(tiny_t5_dir, tmp_path, store):
+    cfg = config("generative_ce", tiny_t5_dir, "decision.mode=threshold", "decision.tune_on_dev=true",
+                 "data.dev_split=null", "tracking.experiment=pipeline-tune-nodev")
+    with pytest.raises(ValueError, match="tune_on_dev needs a dev split"):
+        train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
 def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = config("marker_classifier", tiny_bert_dir, "train.epochs=3", "train.learning_rate=1e-3",

@@ -148,8 +148,7 @@ def _earlier_result(done: dict[str, Any], cell: Cell, folder: Path) -> tuple[dic
 
 def cell_dataset(cell: Cell) -> str:
     """The data set a cell runs on (its resolved configuration's), as its runs tag it."""
-    run = cell.resolved.run if cell.resolved is not None else None
-    return run.data.dataset.name if run is not None and run.data.dataset else ""
+    return cell.resolved.run.data.dataset_name if cell.resolved is not None else ""
 
 
 def comparison_table(spec: SuiteFile, results: Sequence[CellResult]) -> Table:

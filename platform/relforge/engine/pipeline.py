@@ -44,7 +44,7 @@ def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, b
 def run_tags(resolved: ResolvedConfig, registry) -> dict[str, str]:
     run = resolved.run
     sampling = dict(run.data.sampling or {})
-    tags = {"method": run.method or "(none)", "dataset": run.data.dataset.name if run.data.dataset else "",
+    tags = {"method": run.method or "(none)", "dataset": run.data.dataset_name,
             "seed": str(run.seed), "backbone": run.model.backbone, "sampling": str(sampling.get("kind", "none")),
             "split": f"train={run.data.train_split},dev={run.data.dev_split},test={run.data.test_split}"}
     for key in ("k", "ratio", "n", "seed"):
@@ -91,6 +91,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         for note in data.notes:
             print(f"data: {note}")
         run.log_metrics({f"data/{role}_examples": len(exs) for role, exs in data.splits.items()}, 0)
+        if run_cfg.decision.tune_on_dev and (not data.splits.get("dev") or data.episodes):
+            raise ValueError("decision.tune_on_dev needs a dev split of single examples (not episodes) to tune on")
         label_words = {lab: data.verbalizer.words[lab] for lab in data.labels}
         model = build_model(resolved, labels=data.labels, label_words=label_words, no_relation=data.no_relation,
                             registry=registry)
@@ -172,17 +174,15 @@ def tune_on_dev(model, best_dir: Path, data, resolved: ResolvedConfig, metric: s
     from relforge.engine.decision import tune_threshold
     from relforge.engine.models import read_meta, write_meta
 
-    dev = data.splits.get("dev")
-    if not dev or data.episodes:
-        raise ValueError("decision.tune_on_dev needs a dev split of single examples (not episodes) to tune on")
     cfg = resolved.run.decision
-    rankings = model.rank(dev, batch_size=batch_size)
+    rankings = model.rank(data.splits["dev"], batch_size=batch_size)  # train_run checked there is a dev split
     threshold, value, tried = tune_threshold(rankings, lambda preds: data.evaluate("dev", preds), metric,
                                              data.no_relation, cfg)
+    untuned = tried[float(cfg.threshold)]
     print(f"decision: threshold {threshold:.4g} chosen on dev ({metric} {value:.4f}; "
-          f"{cfg.threshold:g} gives {tried[float(cfg.threshold)]:.4f}; {len(tried)} thresholds tried)")
+          f"{cfg.threshold:g} gives {untuned:.4f}; {len(tried)} thresholds tried)")
     run.log_metrics({"dev/tuned_threshold": threshold, f"dev/tuned_{metric}": value,
-                     f"dev/untuned_{metric}": tried[float(cfg.threshold)]}, step)
+                     f"dev/untuned_{metric}": untuned}, step)
     meta = read_meta(best_dir)
     meta["config"].setdefault("decision", {})["dev_threshold"] = threshold
     write_meta(best_dir, meta)
