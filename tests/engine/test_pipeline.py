@@ -80,6 +80,9 @@ def test_threshold_tuned_on_dev_is_logged_saved_and_used_for_test(tiny_t5_dir, t
     metrics = store.get_run(out.tracking["run_id"]).data.metrics
     t = metrics["dev/tuned_threshold"]
     assert 0 < t <= 1 and metrics["dev/tuned_micro_f1"] >= metrics["dev/untuned_micro_f1"]
+    # the outcome carries them too (a suite's result.json and comparison table read them there)
+    assert out.logged == {k: pytest.approx(metrics[k]) for k in
+                          ("dev/tuned_threshold", "dev/tuned_micro_f1", "dev/untuned_micro_f1")}
     # recorded in the saved model's configuration, so a reload decides with it
     meta = json.loads((out.model_dir / "relforge.json").read_text())
     assert meta["config"]["decision"]["dev_threshold"] == pytest.approx(t)

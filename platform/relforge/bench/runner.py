@@ -109,7 +109,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                 continue
             # the names the run logged to MLflow, so suites name metrics one way
             metrics = {**{f"test/{k}": v for k, v in outcome.test_metrics.items()},
-                       **{f"final_dev/{k}": v for k, v in outcome.dev_metrics.items()}}
+                       **{f"final_dev/{k}": v for k, v in outcome.dev_metrics.items()}, **outcome.logged}
             (folder / "result.json").write_text(json.dumps({"config_hash": cell.config_hash, "metrics": metrics,
                                                             "seconds": outcome.seconds}), encoding="utf-8")
             results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))

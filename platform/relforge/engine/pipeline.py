@@ -28,6 +28,8 @@ class RunOutcome:
     test_metrics: dict[str, float]
     tracking: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # other metrics the run logged, under their logged names (``dev/tuned_threshold``, ...)
+    logged: dict[str, float] = field(default_factory=dict)
 
 
 def headline_metric(metric: str) -> str:
@@ -134,13 +136,14 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if result.state.best_metric is not None:
             dev_metrics[f"best_{select}"] = result.state.best_metric
         test_metrics: dict[str, float] = {}
+        logged: dict[str, float] = {}
         decision = run_cfg.decision
         if best_dir is not None and ("test" in data.splits or decision.tune_on_dev):
             best_model, _, _ = load_saved(best_dir, registry=registry)
             best_model.to(next(model.parameters()).device)
         if best_dir is not None and decision.tune_on_dev:
-            decision = tune_on_dev(best_model, best_dir, data, resolved, select, batch_size, run,
-                                   result.state.global_step)
+            decision, logged = tune_on_dev(best_model, best_dir, data, resolved, select, batch_size, run,
+                                           result.state.global_step)
         if best_dir is not None and "test" in data.episodes:
             print(f"scoring {len(data.episodes['test'])} test episodes ({episode_mode(best_model)})")
             answers = predict_episodes(best_model, data.episodes["test"], batch_size)
@@ -162,7 +165,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if dev_metrics:
             run.log_metrics({f"final_dev/{k}": v for k, v in dev_metrics.items()}, result.state.global_step)
         outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, logged)
     return outcome
 
 
@@ -170,7 +173,8 @@ def tune_on_dev(model, best_dir: Path, data, resolved: ResolvedConfig, metric: s
     """``decision.tune_on_dev``: choose the threshold on dev with the selected
     model, log it (``dev/tuned_threshold``, ``dev/tuned_<metric>``), record it
     in the saved model's configuration (so ``relforge evaluate``/``predict``
-    decide with it) and return the decision settings that test uses."""
+    decide with it) and return the decision settings that test uses, with
+    the metrics logged."""
     from relforge.engine.decision import tune_threshold
     from relforge.engine.models import read_meta, write_meta
 
@@ -181,12 +185,12 @@ def tune_on_dev(model, best_dir: Path, data, resolved: ResolvedConfig, metric: s
     untuned = tried[float(cfg.threshold)]
     print(f"decision: threshold {threshold:.4g} chosen on dev ({metric} {value:.4f}; "
           f"{cfg.threshold:g} gives {untuned:.4f}; {len(tried)} thresholds tried)")
-    run.log_metrics({"dev/tuned_threshold": threshold, f"dev/tuned_{metric}": value,
-                     f"dev/untuned_{metric}": untuned}, step)
+    logged = {"dev/tuned_threshold": threshold, f"dev/tuned_{metric}": value, f"dev/untuned_{metric}": untuned}
+    run.log_metrics(logged, step)
     meta = read_meta(best_dir)
     meta["config"].setdefault("decision", {})["dev_threshold"] = threshold
     write_meta(best_dir, meta)
-    return cfg.model_copy(update={"dev_threshold": threshold})
+    return cfg.model_copy(update={"dev_threshold": threshold}), logged
 
 
 def write_episode_predictions(path: Path, episodes, answers) -> Path:
