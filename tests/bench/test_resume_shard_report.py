@@ -49,6 +49,18 @@ def test_report_bolds_the_best_row_per_data_set_only():
     assert "| wiki-y | wiki80 | **0.7000 ± 0.0000 (n=1)** |" in md
 
 
+def test_a_cell_run_reports_its_final_metrics_not_its_curves():
+    from types import SimpleNamespace
+
+    from relforge.bench.store import metrics_of
+
+    logged = {"test/micro_f1": 0.4, "final_dev/best_micro_f1": 0.5, "dev/tuned_threshold": 0.02,
+              "dev/untuned_micro_f1": 0.3, "dev/micro_f1": 0.45, "train/loss": 2.0}
+    run = SimpleNamespace(data=SimpleNamespace(metrics=logged))
+    assert metrics_of(run) == {k: logged[k] for k in ("test/micro_f1", "final_dev/best_micro_f1",
+                                                      "dev/tuned_threshold", "dev/untuned_micro_f1")}
+
+
 def test_shards_cover_every_cell_exactly_once():
     spec = SuiteFile(name="s", matrix={"method": ["generative_ce", "marker_classifier"], "seed": [1, 2, 3, 4, 5]})
     cells = expand(spec)

@@ -58,6 +58,11 @@ def cell_rows(client, tracking: dict[str, Any], suite: str) -> list[dict[str, An
     return rows
 
 
+# metrics a run logs once, at its end (``dev/micro_f1`` and ``train/*`` are per-step curves)
+FINAL_METRIC_PREFIXES = ("test/", "final_dev/", "dev/tuned_", "dev/untuned_")
+
+
 def metrics_of(run) -> dict[str, float]:
-    """A finished cell's final metrics, by the names it logged (``test/*``, ``final_dev/*``)."""
-    return {k: v for k, v in run.data.metrics.items() if k.startswith(("test/", "final_dev/"))}
+    """A finished cell's final metrics, by the names it logged (``test/*``, ``final_dev/*``,
+    ``dev/tuned_*`` from ``decision.tune_on_dev``)."""
+    return {k: v for k, v in run.data.metrics.items() if k.startswith(FINAL_METRIC_PREFIXES)}
