@@ -2,7 +2,7 @@
 
 It offers the components that belong to the core because more than one
 method uses them (dataset readers, decoders, generic templates and losses),
-the embedded quickstart data set, and the two baselines every method is
+the two models (generative and classifier), the embedded quickstart data set, and the two baselines every method is
 compared with. Each area keeps its own registration function; this module
 only wires them to the hooks, so the core's components are registered exactly
 as a plugin's are.
@@ -15,7 +15,7 @@ from relforge.hookspecs import hookimpl
 #: GenPT-style generative fine-tuning: infilling template, plain token
 #: cross-entropy, Trie-constrained beam search
 GENERATIVE_CE = {
-    "model": {"architecture": "seq2seq", "backbone": "minilm"},
+    "model": {"name": "relforge.seq2seq", "backbone": "minilm"},
     "template": {"name": "relforge.infill"},
     "loss": {"name": "relforge.cross_entropy"},
     "decoder": {"name": "relforge.trie-beam", "num_beams": 4},
@@ -25,7 +25,7 @@ GENERATIVE_CE = {
 
 #: Zhou and Chen (2021): typed entity markers, start-marker states, classifier
 MARKER_CLASSIFIER = {
-    "model": {"architecture": "encoder", "backbone": "minilm"},
+    "model": {"name": "relforge.marker_classifier", "backbone": "minilm"},
     "template": {"name": "relforge.typed_markers"},
     "loss": {"name": "relforge.classification_ce"},
     "decision": {"mode": "argmax"},
@@ -63,6 +63,14 @@ def register_losses(register):
 
     register(TokenCrossEntropy)
     register(ClassificationCrossEntropy)
+
+
+@hookimpl
+def register_models(register):
+    from relforge.engine.models import GenerativeREModel, MarkerClassifierModel
+
+    register(GenerativeREModel)
+    register(MarkerClassifierModel)
 
 
 @hookimpl

@@ -60,7 +60,7 @@ def plugins(
             table = Table(show_header=False, box=None, padding=(0, 1))
             for c in comps:
                 alias = f" [dim](aliases: {', '.join(c['aliases'])})[/]" if c["aliases"] else ""
-                table.add_row(f"    [cyan]{c['short']}[/]", f"{c['description']}{alias}")
+                table.add_row(f"    [cyan]{c['short']}[/]", f"{c['description']}{alias}{_ability_line(c)}")
             console.print(f"  {kind}:")
             console.print(table)
     if reg.errors:
@@ -68,6 +68,17 @@ def plugins(
         for e in reg.errors:
             err_console.print(f"  - {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _ability_line(c: dict) -> str:
+    parts = []
+    if c.get("uses"):
+        parts.append(f"uses {', '.join(c['uses'])}")
+    if c.get("provides"):
+        parts.append(f"provides {', '.join(c['provides'])}")
+    for section, needed in (c.get("requires") or {}).items():
+        parts.append(f"needs from {section}: {', '.join(needed)}")
+    return f"\n[dim]{'; '.join(parts)}[/]" if parts else ""
 
 
 def _split_args(args: list[str]) -> tuple[list[str], list[str]]:

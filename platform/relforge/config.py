@@ -19,11 +19,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from relforge.components import ComponentKind
+from relforge.components import COMPONENT_SECTIONS, LIST_SECTIONS, ComponentKind, ModelSettings
+from relforge.validation import ConfigError, format_validation_error, validate_settings
 
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key path(s)."""
+__all__ = ["ConfigError", "format_validation_error", "validate_settings", "load_config", "validate_config",
+           "ResolvedConfig", "RunConfig", "COMPONENT_SECTIONS"]
 
 
 class _Strict(BaseModel):
@@ -74,25 +74,20 @@ class DataConfig(_Strict):
     @classmethod
     def _sampling(cls, v: dict[str, Any]) -> dict[str, Any]:
         # validated when the config is loaded, not only when the data is read
-        from relforge.data.loading import parse_sampling
+        from relforge.sampling import parse_sampling
 
         parse_sampling(v)
         return v
 
 
-class ModelConfig(_Strict):
-    #: a transformers hub id or local path; "minilm" means the packaged MiniLM
-    backbone: str = "minilm"
-    tokenizer: str | None = None
-    #: "seq2seq" (encoder-decoder) or "encoder"
-    architecture: str = "seq2seq"
-    max_source_length: int = Field(256, gt=0)
-    max_target_length: int = Field(32, gt=0)
-    #: keep every pretrained model's token embedding matrices (and output
-    #: projections tied to them) fixed: on a CPU their dense gradients and
-    #: optimizer state are about half of a MiniLM step
-    freeze_embeddings: bool = False
-    options: dict[str, Any] = Field(default_factory=dict)
+#: keys of the old ``model`` section (before models were registered components)
+_LEGACY_MODEL_KEYS = {
+    "architecture": "model.architecture is gone: pick a registered model with model.name "
+                    "(relforge.seq2seq, relforge.marker_classifier, etrag.rag; see `relforge plugins`)",
+    "options": "model.options is gone: a model's options are its own settings, e.g. model.k=5 instead of "
+               "model.options.k=5 (see `relforge plugins` for the model's settings)",
+    "tokenizer": "model.tokenizer is gone: the tokenizer is the backbone's (model.backbone)",
+}
 
 
 class TrainConfig(_Strict):
@@ -118,8 +113,13 @@ class TrainConfig(_Strict):
     select_mode: Literal["max", "min"] = "max"
     #: log the running training loss every N optimizer steps
     log_every: int = Field(10, gt=0)
-    #: per-parameter-group learning rates: group name -> lr
+    #: per-parameter-group learning rates: group name -> lr (null: none)
     group_learning_rates: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("group_learning_rates", mode="before")
+    @classmethod
+    def _no_groups(cls, v: Any) -> Any:
+        return {} if v is None else v
 
 
 class TrackingConfig(_Strict):
@@ -156,7 +156,7 @@ class RunConfig(_Strict):
     seed: int = 42
     output_dir: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ComponentRef | None = None
     template: ComponentRef | None = None
     decoder: ComponentRef | None = None
     loss: ComponentRef | None = None
@@ -173,23 +173,22 @@ class RunConfig(_Strict):
     def _component_refs(cls, v: Any) -> Any:
         return _coerce_ref(v)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_ref(cls, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            for key, message in _LEGACY_MODEL_KEYS.items():
+                if key in v:
+                    raise ValueError(message)
+        return _coerce_ref(v)
+
     @field_validator("pretraining", mode="before")
     @classmethod
     def _stage_refs(cls, v: Any) -> Any:
         return [_coerce_ref(x) for x in v] if isinstance(v, list) else v
 
 
-#: config section -> component kind, for sections that select one component
-COMPONENT_SECTIONS: dict[str, ComponentKind] = {
-    "template": ComponentKind.TEMPLATE,
-    "decoder": ComponentKind.DECODER,
-    "loss": ComponentKind.LOSS,
-    "retriever": ComponentKind.RETRIEVER,
-    "data.dataset": ComponentKind.DATASET,
-}
-
-
-_COMPONENT_PATHS = ("template", "decoder", "loss", "retriever", "data.dataset")
+_COMPONENT_PATHS = tuple(COMPONENT_SECTIONS)
 
 
 def _normalize_refs(layer: DictConfig) -> DictConfig:
@@ -238,29 +237,11 @@ class ResolvedConfig:
     def component_name(self, path: str) -> str:
         return self.components[path][0]
 
-
-def format_validation_error(exc: ValidationError, *, prefix: str = "", component: str | None = None) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        path = ".".join(p for p in (prefix, loc) if p)
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        where = f" (component {component})" if component else ""
-        got = ""
-        if "input" in err and err["type"] != "extra_forbidden" and not isinstance(err["input"], (dict, list)):
-            got = f"; got {err['input']!r}"
-        lines.append(f"{path or '<root>'}: {msg}{got}{where}")
-    return lines
-
-
-def validate_settings(model: type[BaseModel], data: Mapping[str, Any], *, path: str, component: str) -> BaseModel:
-    try:
-        return model.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(
-            format_validation_error(exc, prefix=path, component=component))) from None
+    @property
+    def model_settings(self) -> ModelSettings | None:
+        """The model's validated settings (None when no model is configured)."""
+        entry = self.components.get("model")
+        return entry[1] if entry else None  # type: ignore[return-value]
 
 
 def _load_yaml(path: Path) -> DictConfig:
@@ -344,7 +325,10 @@ def load_config(files: Iterable[str | Path] = (), overrides: Sequence[str] = (),
     return validate_config(data, registry=registry)
 
 
-def validate_config(data: Mapping[str, Any], *, registry=None) -> ResolvedConfig:
+def validate_config(data: Mapping[str, Any], *, registry=None, check: bool = True) -> ResolvedConfig:
+    """Validate merged configuration data: the run schema, every selected
+    component's settings, and (``check``) that the components can work
+    together (:func:`relforge.compat.check_compatibility`)."""
     from relforge.registry import RegistryError, get_registry
 
     registry = registry or get_registry()
@@ -361,8 +345,9 @@ def validate_config(data: Mapping[str, Any], *, registry=None) -> ResolvedConfig
             obj = getattr(obj, part, None)
         if obj is not None:
             refs.append((path, kind, obj))
-    for i, ref in enumerate(run.pretraining):
-        refs.append((f"pretraining.{i}", ComponentKind.PRETRAINING_STAGE, ref))
+    for section, kind in LIST_SECTIONS.items():
+        for i, ref in enumerate(getattr(run, section)):
+            refs.append((f"{section}.{i}", kind, ref))
     for path, kind, ref in refs:
         try:
             info = registry.get(kind, ref.name)
@@ -377,7 +362,36 @@ def validate_config(data: Mapping[str, Any], *, registry=None) -> ResolvedConfig
         components[path] = (info.full_name, settings)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    if check:
+        from relforge.compat import check_compatibility
+
+        problems = check_compatibility(components, registry, run)
+        if problems:
+            raise ConfigError("incompatible components:\n  " + "\n  ".join(problems))
     return ResolvedConfig(data=_with_canonical_names(dict(data), components), run=run, components=components)
+
+
+def migrate_legacy_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration saved before models were registered components
+    (``model.architecture`` and ``model.options``), in today's form: what
+    lets older saved model folders load."""
+    data = dict(config)
+    model = data.get("model")
+    if not isinstance(model, Mapping) or not ({"architecture", "options", "tokenizer"} & set(model)):
+        return data
+    model = dict(model)
+    arch = model.pop("architecture", "seq2seq")
+    options = dict(model.pop("options", None) or {})
+    model.pop("tokenizer", None)
+    if data.get("method") == "etrag":
+        model.update({"name": "etrag.rag", **options})
+    elif arch == "encoder":
+        model.update({"name": "relforge.marker_classifier",
+                      **({"dropout": options["dropout"]} if "dropout" in options else {})})
+    else:
+        model["name"] = "relforge.seq2seq"
+    data["model"] = model
+    return data
 
 
 def _with_canonical_names(data: dict[str, Any], components: Mapping[str, tuple[str, BaseModel]]) -> dict[str, Any]:

@@ -22,7 +22,17 @@ so the core keeps control of naming, duplicate detection and validation.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from relforge.run import Run
+
+#: the ``register`` callback a registration hook receives
+Register = Callable[..., None]
 
 PROJECT_NAME = "relforge"
 
@@ -31,7 +41,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def register_templates(register):
+def register_templates(register: Register) -> None:
     """Offer templates: turn an example into model input and target text(s).
 
     Arguments:
@@ -48,7 +58,7 @@ def register_templates(register):
 
 
 @hookspec
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     """Offer decoders: rank candidate relations for a batch of inputs.
 
     Arguments:
@@ -64,7 +74,7 @@ def register_decoders(register):
 
 
 @hookspec
-def register_retrievers(register):
+def register_retrievers(register: Register) -> None:
     """Offer retrievers: select memory instances (possibly softly) for a query.
 
     Arguments:
@@ -80,7 +90,7 @@ def register_retrievers(register):
 
 
 @hookspec
-def register_losses(register):
+def register_losses(register: Register) -> None:
     """Offer training losses.
 
     Arguments:
@@ -96,7 +106,7 @@ def register_losses(register):
 
 
 @hookspec
-def register_pretraining_stages(register):
+def register_pretraining_stages(register: Register) -> None:
     """Offer pretraining stages that run before fine-tuning.
 
     Arguments:
@@ -112,7 +122,7 @@ def register_pretraining_stages(register):
 
 
 @hookspec
-def register_datasets(register):
+def register_datasets(register: Register) -> None:
     """Offer dataset readers.
 
     Arguments:
@@ -128,12 +138,36 @@ def register_datasets(register):
 
 
 @hookspec
-def register_methods(register):
+def register_models(register: Register) -> None:
+    """Offer RE models: the trainable part that templates, losses, decoders and
+    retrievers plug into.
+
+    Arguments:
+        register: callback; call ``register(ModelClass)`` once per model. The
+            class derives from ``torch.nn.Module`` and
+            :class:`relforge.components.REModel`; its ``Settings`` derives from
+            :class:`relforge.components.ModelSettings` (backbone, lengths,
+            frozen embeddings) and adds the model's own options. It declares
+            the sections it ``uses``/``needs`` and the abilities it
+            ``provides``, which configuration validation checks against the
+            other components' ``requires``.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run.
+    """
+
+
+@hookspec
+def register_methods(register: Register) -> None:
     """Offer methods: named recipes whose default configuration picks components.
 
     Arguments:
         register: callback; call ``register(Method(name=..., defaults={...}))``
-            once per method (:class:`relforge.components.Method`). Method
+            once per method (:class:`relforge.components.Method`); the
+            defaults pick the model too (``model: {name: ...}``). Method
             names are global: two plugins cannot register the same one.
 
     Returns:
@@ -145,7 +179,7 @@ def register_methods(register):
 
 
 @hookspec
-def on_run_start(run):
+def on_run_start(run: Run) -> None:
     """A run (training, evaluation, a benchmark cell) has started.
 
     Trackers open their run here (the MLflow tracker starts an MLflow run and
@@ -167,7 +201,7 @@ def on_run_start(run):
 
 
 @hookspec
-def on_metrics(run, metrics, step):
+def on_metrics(run: Run, metrics: dict[str, float], step: int | None) -> None:
     """Metrics were computed.
 
     Arguments:
@@ -185,7 +219,7 @@ def on_metrics(run, metrics, step):
 
 
 @hookspec
-def on_tags(run, tags):
+def on_tags(run: Run, tags: dict[str, str]) -> None:
     """Tags (short string facts about a run) were set after it started.
 
     Arguments:
@@ -204,7 +238,7 @@ def on_tags(run, tags):
 
 
 @hookspec
-def on_artifact(run, path, artifact_path):
+def on_artifact(run: Run, path: Path, artifact_path: str | None) -> None:
     """A file was produced that belongs to the run (predictions, figures, tables).
 
     Arguments:
@@ -222,7 +256,7 @@ def on_artifact(run, path, artifact_path):
 
 
 @hookspec
-def on_run_end(run, status, error):
+def on_run_end(run: Run, status: str, error: BaseException | None) -> None:
     """A run has ended.
 
     Arguments:

@@ -24,7 +24,7 @@ import pluggy
 from pydantic import BaseModel
 
 from relforge import hookspecs
-from relforge.components import BASE_FOR_KIND, HOOK_FOR_KIND, ComponentKind, Method
+from relforge.components import KINDS, ComponentKind, Method, ModelSettings
 
 #: plugin name -> module, for the core's own plugins (its built-in components
 #: and its built-in tracker); loaded before any entry point
@@ -174,7 +174,8 @@ class Registry:
         return unknown
 
     def _collect(self, plugin_name: str, plugin: object) -> None:
-        for kind, hook_name in HOOK_FOR_KIND.items():
+        for spec in KINDS:
+            kind, hook_name = spec.kind, spec.hook
             impl = getattr(plugin, hook_name, None)
             if impl is None or not hasattr(impl, f"{hookspecs.PROJECT_NAME}_impl"):
                 continue
@@ -197,7 +198,7 @@ class Registry:
 
     def _register(self, kind: ComponentKind, plugin: str, component: Any, *, name: str | None,
                   aliases: tuple[str, ...], description: str | None) -> ComponentInfo:
-        base = BASE_FOR_KIND[kind]
+        base = kind.spec.base
         if kind is ComponentKind.METHOD:
             if not isinstance(component, Method):
                 raise RegistryError(f"register_methods got {component!r}; expected a relforge.components.Method")
@@ -211,6 +212,9 @@ class Registry:
             if not (inspect.isclass(settings) and issubclass(settings, BaseModel)):
                 raise RegistryError(f"{kind.value} {component.__qualname__}: its Settings attribute must be "
                                     f"a pydantic BaseModel subclass, got {settings!r}")
+            if kind is ComponentKind.MODEL and not issubclass(settings, ModelSettings):
+                raise RegistryError(f"model {component.__qualname__}: its Settings must derive from "
+                                    f"relforge.components.ModelSettings (backbone, lengths, frozen embeddings)")
             name = name or getattr(component, "name", None)
             if not name:
                 raise RegistryError(f"{kind.value} {component.__qualname__} has no name; set the class "
@@ -296,7 +300,7 @@ class Registry:
             raise RegistryError("methods are configurations, not components; use config.load_config")
         model = info.settings_model
         if not isinstance(settings, BaseModel):
-            from relforge.config import validate_settings
+            from relforge.validation import validate_settings
 
             settings = validate_settings(model, dict(settings or {}), path=kind if isinstance(kind, str) else
                                          ComponentKind(kind).value, component=info.full_name)
@@ -315,10 +319,25 @@ class Registry:
                 if infos:
                     comps[kind.plural] = [
                         {"name": c.full_name, "short": self.short_name(c), "aliases": list(c.aliases),
-                         "description": c.description} for c in infos]
+                         "description": c.description, **_abilities(c.factory)} for c in infos]
             out["plugins"].append({"name": p.name, "version": p.version, "source": p.source,
                                    "module": p.module, "error": p.error, "hooks": p.hooks, "components": comps})
         return out
+
+
+def _abilities(factory: Any) -> dict[str, Any]:
+    """What a component class provides and requires (ability names), and for
+    models the sections they use; empty for methods."""
+    from relforge.components import Component, REModel
+
+    if not (isinstance(factory, type) and issubclass(factory, Component)):
+        return {}
+    out: dict[str, Any] = {"provides": sorted(a.name for a in factory.provides),
+                           "requires": {sec: sorted(a.name for a in abl) for sec, abl in factory.requires.items()}}
+    if issubclass(factory, REModel):
+        out["uses"] = sorted(factory.uses)
+        out["needs"] = sorted(factory.needs)
+    return out
 
 
 def _spec_names() -> set[str]:

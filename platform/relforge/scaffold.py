@@ -28,9 +28,16 @@ FILES = {
 def scaffold_plugin(name: str, directory: str | Path | None = None) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
         raise ScaffoldError(f"plugin name {name!r} must be a lower-case Python identifier (e.g. my_method)")
+    installed = _installed_plugin_names()
+    if name in installed:
+        raise ScaffoldError(f"plugin name {name!r} is taken by an installed plugin ({installed[name]}); component "
+                            f"names would clash: choose another name")
     target = Path(directory) if directory is not None else Path(f"relforge-{name.replace('_', '-')}")
-    if target.exists() and any(target.iterdir()):
-        raise ScaffoldError(f"{target} exists and is not empty; choose another --dir")
+    clashes = [str(target / dest.replace("__NAME__", name)) for dest in FILES.values()
+               if (target / dest.replace("__NAME__", name)).exists()]
+    if clashes:
+        raise ScaffoldError(f"{target} already has {', '.join(clashes)}; nothing was written: choose another "
+                            f"--dir or move those files")
     src = resources.files("relforge") / "scaffold_files"
     for tmpl, dest in FILES.items():
         text = (src / tmpl).read_text(encoding="utf-8").replace("__NAME__", name)
@@ -39,3 +46,10 @@ def scaffold_plugin(name: str, directory: str | Path | None = None) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     return target
+
+
+def _installed_plugin_names() -> dict[str, str]:
+    """Plugin name -> where it comes from, for every plugin RelForge loads here."""
+    from relforge.registry import get_registry
+
+    return {name: info.source for name, info in get_registry().plugins.items()}

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from relforge.components import RenderedExample, Settings, Template
+from relforge.components import Ability, RenderedExample, Settings, Template
 from relforge.data.example import Example
 
 
@@ -57,6 +57,8 @@ class TypedMarkerTemplate(Template):
 
     name = "typed_markers"
     special_tokens: ClassVar[tuple[str, ...]] = ()
+    # its targets are the raw labels, not verbalized text: a classifier's template only
+    provides = frozenset({Ability.MARKER_OFFSETS})
 
     class Settings(Settings):
         head_marker: str = "@"

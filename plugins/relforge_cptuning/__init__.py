@@ -8,8 +8,10 @@ exactly as a third-party plugin is. Components:
   contrastive threshold loss over every candidate of each example, in batch;
 * decoder ``cptuning.free_generation``: the no-Trie ablation (free
   generation mapped to the nearest label);
-* method ``cptuning``: the recipe (exact candidate scores at inference, every
-  candidate above the threshold kept).
+* method ``cptuning``: the recipe (the core's generative model, exact
+  candidate scores at inference, every candidate above the threshold kept;
+  a learned threshold is applied by the model through the loss's
+  ``LearnsThreshold`` ability).
 
 See README.md for what is taken from the paper and what is a choice.
 """
@@ -22,15 +24,15 @@ __version__ = "0.1.0"
 
 #: the recipe; the ablations are configuration changes (configs/ and README.md)
 CPTUNING = {
-    "model": {"architecture": "seq2seq", "backbone": "minilm"},
+    "model": {"name": "relforge.seq2seq", "backbone": "minilm"},
     "template": {"name": "cptuning.infill"},
-    # the threshold is spelled out so that the decision can follow it (`${loss.threshold}`);
-    # a configuration that replaces the loss sets decision.threshold itself
+    # the threshold is spelled out so that the decision can follow it; a configuration that replaces
+    # the loss with one without a threshold keeps 0.5 (oc.select's default) or sets decision.threshold
     "loss": {"name": "cptuning.contrastive_threshold", "threshold": 0.5},
     "decoder": {"name": "relforge.exact", "normalize": "mean"},
     # keep every candidate whose length-normalised probability passes the loss's threshold;
     # none passes: the top one, unless it is the no-relation label
-    "decision": {"mode": "threshold", "threshold": "${loss.threshold}", "fallback_top1": True},
+    "decision": {"mode": "threshold", "threshold": "${oc.select:loss.threshold,0.5}", "fallback_top1": True},
     "train": {"learning_rate": 1e-4},
 }
 
@@ -58,8 +60,6 @@ def register_decoders(register):
 
 @hookimpl
 def register_methods(register):
-    from .model import build_cptuning_model
-
     register(Method("cptuning", CPTUNING,
                     "CPTuning: infilling + contrastive threshold loss over all candidates, multi-label "
-                    "threshold decision (arXiv 2501.02196)", build_model=build_cptuning_model))
+                    "threshold decision (arXiv 2501.02196)"))

@@ -26,14 +26,13 @@ differentiable pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from relforge.components import Loss, Settings
+from relforge.components import Ability, LearnsThreshold, Loss, Seq2SeqBatch, Seq2SeqOutput, Settings
 
 from .scoring import CandidateScores, TargetCache, score_candidates
 
@@ -118,15 +117,18 @@ def smoothed_token_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: f
     return ((1 - smoothing) * nll + smoothing * prior).mean()
 
 
-class ContrastiveThresholdLoss(Loss, torch.nn.Module):
+class ContrastiveThresholdLoss(Loss, LearnsThreshold, torch.nn.Module):
     """Label-smoothed generation loss + contrastive threshold loss over the
-    batch's candidates (see the module docstring). Needs the engine's
-    generative model in ``outputs['model']`` and the batch's ``candidates``
-    and ``gold`` (what :class:`relforge.engine.models.GenerativeREModel` gives)."""
+    batch's candidates (see the module docstring). Needs a generative model's
+    outputs: token logits, and the encoder states with the attention mask the
+    model used (``outputs.encoder_hidden``/``attention_mask``), over which it
+    scores every candidate of ``batch.candidates`` against ``batch.gold``."""
 
     name = "contrastive_threshold"
     Settings = ContrastiveThresholdSettings
     settings: ContrastiveThresholdSettings
+    requires = {"model": frozenset({Ability.TOKEN_TARGETS, Ability.ENCODER_STATES}),
+                "template": frozenset({Ability.TEXT_TARGETS})}
 
     def __init__(self, settings: ContrastiveThresholdSettings | None = None) -> None:
         torch.nn.Module.__init__(self)
@@ -147,6 +149,9 @@ class ContrastiveThresholdLoss(Loss, torch.nn.Module):
     def threshold(self) -> float:
         return float(self.log_threshold().exp())
 
+    def learned_log_threshold(self) -> float | None:
+        return float(self.log_threshold()) if self.settings.learn_threshold else None
+
     def contrastive(self, scored: CandidateScores, weights: torch.Tensor | None = None) -> torch.Tensor:
         s = self.settings
         tau = self.log_threshold().to(scored.scores.device)
@@ -157,28 +162,28 @@ class ContrastiveThresholdLoss(Loss, torch.nn.Module):
         weights = weights.to(per_row.device)
         return (per_row * weights).sum() / weights.sum().clamp(min=1e-12)
 
-    def __call__(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> torch.Tensor:
+    def __call__(self, outputs: Seq2SeqOutput, batch: Seq2SeqBatch) -> torch.Tensor:
         s = self.settings
-        model = outputs["model"]
+        model = outputs.model
         tok = model.tokenizer
-        total = outputs["logits"].new_zeros((), dtype=torch.float32)
-        candidates, gold = batch["candidates"], batch["gold"]
+        total = outputs.logits.new_zeros((), dtype=torch.float32)
+        candidates, gold = batch.candidates, batch.gold
         if s.generation_weight > 0:
             support = None
             if s.smoothing == "label" and s.label_smoothing > 0:
                 texts = sorted({t for cand in candidates for t in cand.values()})
                 ids = sorted({i for seq in self._targets.ids(tok, texts) for i in seq})
-                support = torch.tensor(ids, device=outputs["logits"].device)
-            gen = smoothed_token_loss(outputs["logits"], batch["labels"], s.label_smoothing, support=support)
+                support = torch.tensor(ids, device=outputs.logits.device)
+            gen = smoothed_token_loss(outputs.logits, batch.labels, s.label_smoothing, support=support)
             self.last["generation"] = float(gen.detach())
             total = total + s.generation_weight * gen
         if s.weight > 0:
-            hidden = outputs["backbone_output"].encoder_last_hidden_state
-            att = batch["attention_mask"].to(hidden.device)
+            # the encoder states and the mask the model really used (with any inserted positions)
+            hidden = outputs.encoder_hidden
+            att = outputs.attention_mask.to(hidden.device)
             keep = self.hard_negatives(model, hidden, att, candidates, gold) if s.negatives == "hard" else None
             scored = score_candidates(model.backbone, tok, hidden, att, candidates, gold, cache=self._targets,
-                                      normalize=s.normalize, keep=keep,
-                                      max_target_length=getattr(model, "max_target_length", None))
+                                      normalize=s.normalize, keep=keep, max_target_length=model.max_target_length)
             # the engine makes one training row per gold target of an example: each row carries
             # 1/|gold| of the example's contrastive term, so every example counts once per epoch
             weights = torch.tensor([1.0 / max(1, len(g)) for g in gold])

@@ -5,7 +5,7 @@ exactly as a third-party plugin is. It imports only the core's public API.
 
 Components: template ``etrag.sure``; retrievers ``etrag.soft_knn``,
 ``etrag.topk``, ``etrag.random``; pretraining stage
-``etrag.retriever_warmup``; method ``etrag`` (its own model builder). See
+``etrag.retriever_warmup``; model ``etrag.rag``; method ``etrag``. See
 README.md.
 """
 from relforge import hookimpl
@@ -18,8 +18,7 @@ __version__ = "0.1.0"
 #: benchmarks/suites/etrag-*.yaml and paper-etrag-tacred.yaml set the paper's
 #: pool of 32 and longer warm-ups
 ETRAG_DEFAULTS = {
-    "model": {"architecture": "seq2seq", "backbone": "minilm",
-              "options": {"k": 5, "pool_size": 16, "refresh_every": 100}},
+    "model": {"name": "etrag.rag", "backbone": "minilm", "k": 5, "pool_size": 16, "refresh_every": 100},
     "template": {"name": "etrag.sure"},
     "loss": {"name": "relforge.cross_entropy"},
     "decoder": {"name": "relforge.sure"},
@@ -54,10 +53,14 @@ def register_pretraining_stages(register):
 
 
 @hookimpl
-def register_methods(register):
-    from relforge_etrag.build import build_etrag_model
+def register_models(register):
+    from relforge_etrag.model import ETRAGModel
 
+    register(ETRAGModel)
+
+
+@hookimpl
+def register_methods(register):
     register(Method("etrag", ETRAG_DEFAULTS,
                     "ETRAG (Makino et al., 2024): SuRE generation with soft prompts from an end-to-end trained "
-                    "differentiable kNN retriever; model.options.k=0 is the SuRE baseline",
-                    build_model=build_etrag_model))
+                    "differentiable kNN retriever; model.k=0 is the SuRE baseline"))

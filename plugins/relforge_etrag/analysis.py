@@ -24,7 +24,7 @@ import torch
 
 @torch.no_grad()
 def neighbour_label_agreement(model, examples: Sequence, batch_size: int = 32) -> dict[str, float]:
-    if model.options.k == 0:
+    if model.settings.k == 0:
         raise ValueError("k = 0: the model retrieves nothing")
     was = model.training
     model.eval()
@@ -32,7 +32,7 @@ def neighbour_label_agreement(model, examples: Sequence, batch_size: int = 32) -
     try:
         for a in range(0, len(examples), batch_size):
             feats = model.features(examples[a:a + batch_size], training=False)
-            _, rows = model.retrieve_cached(feats)
+            _, rows = model.retrieve_cached([f["source"] for f in feats], [f["extra"] for f in feats])
             for f, row in zip(feats, rows.tolist()):
                 gold = set(f["gold"])
                 labels = [model.memory_items[r]["label"] for r in row]
@@ -45,7 +45,7 @@ def neighbour_label_agreement(model, examples: Sequence, batch_size: int = 32) -
     freq = Counter(it["label"] for it in model.memory_items)
     m = sum(freq.values())
     chance = sum(sum(freq[g] for g in (sorted(ex.relations) or [model.no_relation])) / m for ex in examples) / n
-    return {"examples": n, "k": model.options.k, "agreement_top1": hits_top1 / n,
+    return {"examples": n, "k": model.settings.k, "agreement_top1": hits_top1 / n,
             "agreement_at_k": hits_all / total, "chance": chance}
 
 

@@ -27,14 +27,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from relforge.components import ScoredCandidate
+from relforge.components import (
+    Ability, HasRetriever, ModelParts, ModelSettings, RanksEncoded, ScoredCandidate, Seq2SeqBatch, Seq2SeqOutput,
+)
 from relforge.data.example import Example
-from relforge.engine.models import GenerativeREModel, write_meta
+from relforge.engine.models import LOSS_STATE_FILE, GenerativeREModel, model_device, write_meta
 
 from relforge_etrag.retrievers import MemorySearch
 
@@ -51,10 +53,10 @@ class LoraOptions(BaseModel):
     target_modules: list[str] | None = None
 
 
-class ETRAGOptions(BaseModel):
-    """``model.options`` of an ETRAG run (unknown keys are errors)."""
+class ETRAGSettings(ModelSettings):
+    """The ``model`` section of an ETRAG run (``model: {name: etrag.rag, k: 5,
+    ...}``); unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
     #: neighbours per query; 0: the SuRE baseline (no retrieval, no prompts)
     k: int = Field(5, ge=0)
     #: memory items drawn (and encoded with gradients) per training step
@@ -145,25 +147,63 @@ def has_absolute_positions(encoder) -> bool:
 
 # ---- the model -------------------------------------------------------------------
 
-class ETRAGModel(GenerativeREModel):
-    kind = "seq2seq"
+def apply_lora(backbone, lora: LoraOptions):
+    try:
+        import peft
+    except ImportError as exc:
+        raise ImportError("model.lora needs the `peft` package: pip install peft") from exc
+    cfg = peft.LoraConfig(task_type=peft.TaskType.SEQ_2_SEQ_LM, r=lora.r, lora_alpha=lora.alpha,
+                          lora_dropout=lora.dropout, target_modules=lora.target_modules)
+    return peft.get_peft_model(backbone, cfg)
+
+
+class ETRAGModel(GenerativeREModel, HasRetriever):
+    """The registered model ``etrag.rag``: a seq2seq generator whose encoder
+    input carries soft prompts from the configured retriever (``retriever``
+    section) over a memory of training instances; ranking goes through the
+    configured decoder's :meth:`~relforge.components.RanksEncoded.rank_encoded`
+    on the prompted encoder states."""
+
+    name = "rag"
+    Settings = ETRAGSettings
+    settings: ETRAGSettings
+    uses = frozenset({"template", "loss", "decoder", "retriever"})
+    needs = frozenset({"template", "loss", "decoder"})
+    provides = frozenset({Ability.SEQ2SEQ, Ability.TOKEN_TARGETS, Ability.ENCODER_STATES, Ability.RETRIEVAL})
+    requires = {"template": frozenset({Ability.TEXT_TARGETS, Ability.ENTITY_SPANS}),
+                "decoder": frozenset({Ability.ENCODED_SCORING}),
+                "retriever": frozenset({Ability.SPAN_MEMORY})}
+    # the groups exist (empty) with k = 0 too, so one configuration with
+    # train.group_learning_rates for them serves both SuRE and ETRAG
+    group_names: ClassVar[frozenset[str]] = frozenset({"backbone", "loss", "retriever", "projection"})
+
+    @classmethod
+    def needed_sections(cls, settings: ETRAGSettings) -> frozenset[str]:
+        return cls.needs | ({"retriever"} if settings.k > 0 else set())
+
+    @classmethod
+    def requirements(cls, settings: ETRAGSettings):
+        req = super().requirements(settings)
+        return req if settings.k > 0 else {k: v for k, v in req.items() if k != "retriever"}
 
     def __init__(self, backbone, tokenizer, *, template, loss, decoder, retriever, labels, label_words,
-                 no_relation, options: ETRAGOptions, span_encoder: SpanEncoder | None,
-                 max_source_length: int = 256, max_target_length: int = 32) -> None:
+                 no_relation, settings: ETRAGSettings, span_encoder: SpanEncoder | None,
+                 decision_threshold: float | None = None) -> None:
         super().__init__(backbone, tokenizer, template=template, loss=loss, decoder=decoder, labels=labels,
-                         label_words=label_words, no_relation=no_relation, max_source_length=max_source_length,
-                         max_target_length=max_target_length)
-        self.options, self.retriever = options, retriever
-        if not hasattr(decoder, "_field"):
-            raise ValueError("ETRAG scores candidates itself with the core's Trie scorer and reads the decoder's "
-                             "settings: use decoder relforge.sure (branch-renormalised) or relforge.exact")
+                         label_words=label_words, no_relation=no_relation,
+                         max_source_length=settings.max_source_length,
+                         max_target_length=settings.max_target_length, decision_threshold=decision_threshold,
+                         settings=settings)
+        self.retriever = retriever
+        if not isinstance(decoder, RanksEncoded):
+            raise ValueError(f"etrag.rag ranks from its prompted encoder states: decoder {type(decoder).name!r} "
+                             f"cannot (use relforge.sure or relforge.exact)")
         self.span_encoder = span_encoder
         self._absolute_positions = has_absolute_positions(self.backbone.get_encoder())
         self.projection = None
-        if options.k > 0:
-            if span_encoder is None:
-                raise ValueError("k > 0 needs a retriever encoder")
+        if settings.k > 0:
+            if span_encoder is None or retriever is None:
+                raise ValueError("model.k > 0 needs a retriever (the retriever section) and its encoder")
             d_model = int(self.backbone.get_input_embeddings().weight.shape[1])
             self.projection = torch.nn.Linear(span_encoder.hidden_size, d_model)
         # memory: items (texts, spans, labels, example index) and the cache
@@ -173,15 +213,42 @@ class ETRAGModel(GenerativeREModel):
         self._search: MemorySearch | None = None
         self.train_steps = 0
         self._cache_step = -1
-        self._pool_gen = torch.Generator().manual_seed(options.pool_seed)
-        #: the last training step's retrieval (weights, pool rows, query examples), for analysis
+        self._pool_gen = torch.Generator().manual_seed(settings.pool_seed)
+        #: the last training step's retrieval (weights, pool rows, query gold labels), for analysis
         self.last_retrieval: dict[str, Any] | None = None
+
+    @classmethod
+    def build(cls, settings: ETRAGSettings, parts: ModelParts) -> ETRAGModel:
+        from relforge.models.backbone import load_seq2seq
+        from relforge.models.encoder import load_encoder
+
+        specials = tuple(parts.template.special_tokens)
+        folder = Path(parts.from_folder) if parts.from_folder is not None else None
+        if folder is not None and settings.lora is not None:
+            import peft
+
+            base, tokenizer = load_seq2seq(settings.backbone, special_tokens=specials)
+            backbone = peft.PeftModel.from_pretrained(base, str(folder / "lora"))
+        else:
+            backbone, tokenizer = load_seq2seq(str(folder) if folder else settings.backbone, special_tokens=specials)
+            if settings.lora is not None:
+                backbone = apply_lora(backbone, settings.lora)
+        span_encoder = None
+        if settings.k > 0:
+            enc, enc_tok = load_encoder(str(folder / "retriever") if folder else settings.retriever_backbone)
+            span_encoder = SpanEncoder(enc, enc_tok, settings.retriever_max_length)
+        model = cls(backbone, tokenizer, template=parts.template, loss=parts.loss, decoder=parts.decoder,
+                    retriever=parts.retriever if settings.k > 0 else None, labels=parts.labels,
+                    label_words=parts.label_words, no_relation=parts.no_relation, settings=settings,
+                    span_encoder=span_encoder, decision_threshold=parts.decision_threshold)
+        if folder is not None:
+            model.load_common_state(folder)
+            model.load_state(folder)
+        return model
 
     # ---- groups, memory ------------------------------------------------------
 
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        # the groups exist (empty) with k = 0 too, so one configuration with
-        # train.group_learning_rates for them serves both SuRE and ETRAG
         groups = super().parameter_groups()
         groups["retriever"] = list(self.span_encoder.parameters()) if self.span_encoder is not None else []
         groups["projection"] = list(self.projection.parameters()) if self.projection is not None else []
@@ -189,7 +256,7 @@ class ETRAGModel(GenerativeREModel):
 
     def retriever_parameters(self) -> list[torch.nn.Parameter]:
         groups = self.parameter_groups()
-        return groups.get("retriever", []) + groups.get("projection", [])
+        return groups["retriever"] + groups["projection"]
 
     def _sep(self) -> str:
         tok = self.span_encoder.tokenizer if self.span_encoder is not None else self.tokenizer
@@ -200,8 +267,7 @@ class ETRAGModel(GenerativeREModel):
         key = tuple(ex.id for ex in examples)
         if key == self._memory_key:
             return
-        if hasattr(self.template, "learn_constraints"):
-            self.template.learn_constraints(examples)
+        self.template.fit(examples)
         sep = self._sep()
         items = []
         for i, ex in enumerate(examples):
@@ -223,10 +289,12 @@ class ETRAGModel(GenerativeREModel):
         return self.span_encoder([it["text"] for it in items],
                                  [[tuple(it["head"]), tuple(it["tail"]), tuple(it["summary"])] for it in items])
 
-    def encode_queries(self, features: Sequence[Mapping[str, Any]]) -> torch.Tensor:
-        third = (lambda f: None) if self.options.query_label_span == "end" else (lambda f: tuple(f["sentence_span"]))
-        return self.span_encoder([f["source"] for f in features],
-                                 [[tuple(f["head_span"]), tuple(f["tail_span"]), third(f)] for f in features])
+    def encode_queries(self, sources: Sequence[str], extras: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        """(B, 3, H) query vectors: head, tail and the final token (or the
+        sentence, ``query_label_span: sentence``) of each SuRE source."""
+        end = self.settings.query_label_span == "end"
+        return self.span_encoder(list(sources), [[tuple(x["head_span"]), tuple(x["tail_span"]),
+                                                  None if end else tuple(x["sentence_span"])] for x in extras])
 
     @torch.no_grad()
     def refresh_memory(self) -> None:
@@ -235,7 +303,7 @@ class ETRAGModel(GenerativeREModel):
                              "set_memory(train_examples) first")
         was = self.span_encoder.training
         self.span_encoder.eval()
-        bs = self.options.memory_batch_size
+        bs = self.settings.memory_batch_size
         chunks = [self.encode_memory(range(a, min(a + bs, len(self.memory_items))))
                   for a in range(0, len(self.memory_items), bs)]
         self.span_encoder.train(was)
@@ -246,26 +314,9 @@ class ETRAGModel(GenerativeREModel):
     # ---- data ---------------------------------------------------------------
 
     def features(self, examples: Sequence[Example], training: bool = True) -> list[dict[str, Any]]:
-        if training and self.options.k > 0:
+        if training and self.settings.k > 0:
             self.set_memory(examples)
-        elif training and hasattr(self.template, "learn_constraints"):
-            self.template.learn_constraints(examples)
-        out = []
-        for i, ex in enumerate(examples):
-            rendered, targets = self.render(ex)
-            gold = sorted(ex.relations) or ([self.no_relation] if self.no_relation else [])
-            for target in (targets if training else targets[:1]):
-                out.append({"id": ex.id, "source": rendered.source, "target": target,
-                            "candidates": rendered.candidates, "gold": gold,
-                            "head_span": rendered.extra["head_span"], "tail_span": rendered.extra["tail_span"],
-                            "sentence_span": rendered.extra["sentence_span"], "example": i if training else -1})
-        return out
-
-    def collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        batch = super().collate(features)
-        batch["features"] = [dict(f) for f in features]
-        batch["example"] = torch.tensor([f["example"] for f in features], dtype=torch.long)
-        return batch
+        return super().features(examples, training)
 
     # ---- soft prompts ---------------------------------------------------------
 
@@ -278,7 +329,7 @@ class ETRAGModel(GenerativeREModel):
             return embeds, attention_mask
         prompts = prompts.to(embeds.dtype)
         ones = torch.ones(prompts.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
-        if self.options.insert == "prepend":
+        if self.settings.insert == "prepend":
             return torch.cat([prompts, embeds], 1), torch.cat([ones, attention_mask], 1)
         return (torch.cat([embeds[:, :1], prompts, embeds[:, 1:]], 1),
                 torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], 1))
@@ -287,12 +338,12 @@ class ETRAGModel(GenerativeREModel):
         """The encoder's ``position_ids`` for an input with ``n_prompts`` soft
         prompts inserted (``prompt_positions: keep``), or None: no prompts,
         ``shift``, or an encoder without absolute position embeddings."""
-        if n_prompts == 0 or self.options.prompt_positions != "keep" or not self._absolute_positions:
+        if n_prompts == 0 or self.settings.prompt_positions != "keep" or not self._absolute_positions:
             return None
         b, t = input_ids.shape
         tokens = torch.arange(t, device=input_ids.device)
         first = torch.zeros(n_prompts, dtype=torch.long, device=input_ids.device)
-        order = [first, tokens] if self.options.insert == "prepend" else [tokens[:1], first, tokens[1:]]
+        order = [first, tokens] if self.settings.insert == "prepend" else [tokens[:1], first, tokens[1:]]
         return torch.cat(order).unsqueeze(0).expand(b, -1)
 
     def _encoder_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -309,36 +360,37 @@ class ETRAGModel(GenerativeREModel):
         stack = torch.cat([query, neighbours.reshape(b, -1, h)], 1)  # (B, (1 + k) S, H)
         return self.projection(stack)
 
-    def _train_prompts(self, batch: Mapping[str, Any]) -> torch.Tensor | None:
-        if self.options.k == 0:
+    def _train_prompts(self, batch: Seq2SeqBatch) -> torch.Tensor | None:
+        if self.settings.k == 0:
             return None
         if not self.memory_items:
             raise ValueError("the ETRAG memory is empty: features(train_examples, training=True) builds it")
-        query = self.encode_queries(batch["features"])
+        query = self.encode_queries(batch.sources, [r["extra"] for r in batch.rows])
         n = len(self.memory_items)
-        size = min(self.options.pool_size, n)
+        size = min(self.settings.pool_size, n)
         pool = torch.randperm(n, generator=self._pool_gen)[:size]
         pool_vecs = self.encode_memory(pool.tolist())
-        own = batch["example"]
+        own = torch.tensor([r["example"] for r in batch.rows], dtype=torch.long)
         exclude = self._memory_example()[pool][None, :] == own[:, None]
         exclude &= (own >= 0)[:, None]
-        r = self.retriever.retrieve(query, pool_vecs, self.options.k, exclude.to(query.device))
+        r = self.retriever.retrieve(query, pool_vecs, self.settings.k, exclude.to(query.device))
         self.last_retrieval = {"weights": r.weights.detach(), "pool": pool, "indices": pool[r.indices.cpu()],
-                               "gold": [f["gold"] for f in batch["features"]]}
+                               "gold": [list(g) for g in batch.gold]}
         return self.make_prompts(query, r.neighbours)
 
-    def retrieve_cached(self, features: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def retrieve_cached(self, sources: Sequence[str],
+                        extras: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(prompts, memory rows (B, k)) for inference from the cached memory."""
         self.ensure_cache()
-        query = self.encode_queries(features)
+        query = self.encode_queries(sources, extras)
         mem = self.memory_cache.to(query.device)
-        k = min(self.options.k, mem.shape[0])
-        if not self.options.search_candidates:
+        k = min(self.settings.k, mem.shape[0])
+        if not self.settings.search_candidates:
             r = self.retriever.retrieve(query, mem, k)
             return self.make_prompts(query, r.neighbours), r.indices
         if self._search is None:  # built once per refresh of the cache
-            self._search = MemorySearch(self.memory_cache, self.options.memory_search)
-        _, cand = self._search.search(query, self.options.search_candidates)
+            self._search = MemorySearch(self.memory_cache, self.settings.memory_search)
+        _, cand = self._search.search(query, self.settings.search_candidates)
         neigh, rows = [], []
         for i in range(query.shape[0]):
             r = self.retriever.retrieve(query[i:i + 1], mem[cand[i]], min(k, cand.shape[1]))
@@ -351,67 +403,57 @@ class ETRAGModel(GenerativeREModel):
         # read and older than refresh_every training steps (or than the last
         # step, with refresh_before_eval), never in the middle of training
         age = self.train_steps - self._cache_step
-        stale = self.memory_cache is None or age >= self.options.refresh_every or (
-            self.options.refresh_before_eval and age > 0)
+        stale = self.memory_cache is None or age >= self.settings.refresh_every or (
+            self.settings.refresh_before_eval and age > 0)
         if stale:
             self.refresh_memory()
 
+    def prompted_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sources: Sequence[str],
+                        extras: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """The encoder inputs with inference-time prompts (none with k = 0)."""
+        prompts = self.retrieve_cached(sources, extras)[0] if self.settings.k > 0 else None
+        return self._encoder_inputs(input_ids, attention_mask,
+                                    None if prompts is None else prompts.to(input_ids.device))
+
     # ---- training and inference -------------------------------------------
 
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def forward(self, batch: Seq2SeqBatch) -> Seq2SeqOutput:
         if self.training:
             self.train_steps += 1
-        dev = batch["input_ids"].device
-        prompts = self._train_prompts(batch) if self.training else (
-            self.retrieve_cached(batch["features"])[0] if self.options.k > 0 else None)
-        inputs = self._encoder_inputs(batch["input_ids"], batch["attention_mask"],
-                                      None if prompts is None else prompts.to(dev))
-        out = self.backbone(**inputs, labels=batch["labels"])
-        return self.loss_outputs(out, batch)
+            prompts = self._train_prompts(batch)
+            inputs = self._encoder_inputs(batch.input_ids, batch.attention_mask,
+                                          None if prompts is None else prompts.to(batch.input_ids.device))
+        else:
+            inputs = self.prompted_inputs(batch.input_ids, batch.attention_mask, batch.sources,
+                                          [r["extra"] for r in batch.rows])
+        out = self.backbone(**inputs, labels=batch.labels)
+        return self.with_loss(out, batch, inputs["attention_mask"])
 
     @torch.no_grad()
-    def rank(self, examples: Sequence[Example], batch_size: int = 32) -> list[list[ScoredCandidate]]:
-        from relforge.decoding.decoders import batch_trie
-        from relforge.decoding.scoring import score_trie
-
+    def rank(self, examples: Sequence[Example], batch_size: int = 32,
+             labels: Sequence[str] | None = None) -> list[list[ScoredCandidate]]:
+        """Candidates ranked per example by the decoder's ``rank_encoded`` on
+        the prompted encoder states; ``labels`` restricts the candidates."""
         was_training = self.training
         self.eval()
-        dec = self.decoder.settings
-        field = self.decoder._field
-        exact = field == "total" or bool(getattr(dec, "exact_total", False))
-        dev = next(self.backbone.parameters()).device
+        self.check_labels(labels)
+        dev = model_device(self.backbone)
         rankings: list[list[ScoredCandidate]] = []
         try:
             for a in range(0, len(examples), batch_size):
                 feats = self.features(examples[a:a + batch_size], training=False)
-                enc = self.tokenizer([f["source"] for f in feats], padding=True, truncation=True,
-                                     max_length=min(self.max_source_length, dec.max_source_length),
+                sources = [f["source"] for f in feats]
+                enc = self.tokenizer(sources, padding=True, truncation=True, max_length=self.max_source_length,
                                      return_tensors="pt")
-                prompts = self.retrieve_cached(feats)[0] if self.options.k > 0 else None
-                inputs = self._encoder_inputs(enc["input_ids"].to(dev), enc["attention_mask"].to(dev),
-                                              None if prompts is None else prompts.to(dev))
-                att = inputs["attention_mask"]
+                inputs = self.prompted_inputs(enc["input_ids"].to(dev), enc["attention_mask"].to(dev), sources,
+                                              [f["extra"] for f in feats])
                 hidden = self.backbone.get_encoder()(**inputs).last_hidden_state
-                cands = [f["candidates"] for f in feats]
-                trie, names, mask = batch_trie(self.tokenizer, cands)
-                scores = score_trie(self.backbone, trie, hidden, att, mask, max_rows=dec.max_rows, exact=exact)
-                value = getattr(scores, field).cpu()
-                total = scores.total.cpu() if exact else None
-                lengths, allowed = scores.lengths.cpu(), scores.allowed.cpu()
-                for i in range(len(feats)):
-                    ranked = []
-                    for j in allowed[i].nonzero().flatten().tolist():
-                        n = int(lengths[j])
-                        v = float(value[i, j])
-                        ranked.append(ScoredCandidate(label=names[trie.labels[j]],
-                                                      score=v / n if dec.normalize == "mean" else v,
-                                                      total_logprob=None if total is None else float(total[i, j]),
-                                                      num_tokens=n))
-                    ranked.sort(key=lambda c: c.score, reverse=True)
-                    rankings.append(ranked)
+                candidates = [self.restrict(f["candidates"], labels) for f in feats]
+                rankings += self.decoder.rank_encoded(self.backbone, self.tokenizer, hidden,
+                                                      inputs["attention_mask"], candidates)
         finally:
             self.train(was_training)
-        return rankings
+        return self.shift_scores(rankings)
 
     # ---- saving ----------------------------------------------------------------
 
@@ -420,37 +462,37 @@ class ETRAGModel(GenerativeREModel):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if self.options.lora is not None:
+        if self.settings.lora is not None:
             self.backbone.save_pretrained(folder / "lora")
         else:
             self.backbone.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        tensors = {}
-        if self.options.k > 0:
+        self.save_loss_state(folder)
+        if self.settings.k > 0:
             self.span_encoder.encoder.save_pretrained(folder / "retriever", safe_serialization=True)
             self.span_encoder.tokenizer.save_pretrained(folder / "retriever")
             self.ensure_cache()
             tensors = {f"projection.{k}": v.detach().cpu().contiguous()
                        for k, v in self.projection.state_dict().items()}
             tensors["memory_cache"] = self.memory_cache.cpu().contiguous()
-        if isinstance(self.loss_fn, torch.nn.Module):
-            tensors.update({f"loss.{k}": v.detach().cpu().contiguous() for k, v in self.loss_fn.state_dict().items()})
-        if tensors:
             save_file(tensors, folder / ETRAG_TENSORS)
-        state = {"templates": self.template.templates, "constraints": self.template.constraints,
-                 "memory_items": self.memory_items, "memory_key": list(self._memory_key or ()),
+        state = {"memory_items": self.memory_items, "memory_key": list(self._memory_key or ()),
                  "train_steps": self.train_steps}
         (folder / ETRAG_FILE).write_text(json.dumps(state), encoding="utf-8")
-        write_meta(folder, {**meta, "kind": self.kind, "labels": self.labels, "label_words": self.label_words,
-                            "no_relation": self.no_relation, "etrag": ETRAG_FILE})
+        write_meta(folder, {**meta, **self.common_meta(), "etrag": ETRAG_FILE})
 
     def load_state(self, folder: Path) -> None:
+        """The memory, its cache and the projection of a saved folder (folders
+        saved before the model contract kept the template state and the loss
+        parameters here too; they are read)."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
         state = json.loads((folder / ETRAG_FILE).read_text(encoding="utf-8"))
-        self.template.templates = state["templates"]
-        self.template.constraints = state["constraints"]
+        if "templates" in state:  # an older folder
+            self.template.load_template_state({"templates": state["templates"],
+                                               "constraints": state.get("constraints", {}),
+                                               "no_relation": self.no_relation})
         self.memory_items = state["memory_items"]
         self._memory_key = tuple(state["memory_key"]) or None
         self.train_steps = self._cache_step = int(state["train_steps"])
@@ -464,5 +506,5 @@ class ETRAGModel(GenerativeREModel):
                 self.memory_cache = tensors["memory_cache"]
                 self._search = None
             loss_state = {k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")}
-            if loss_state and isinstance(self.loss_fn, torch.nn.Module):
+            if loss_state and isinstance(self.loss_fn, torch.nn.Module) and not (folder / LOSS_STATE_FILE).exists():
                 self.loss_fn.load_state_dict(loss_state)

@@ -6,10 +6,11 @@ query is treated as ``S = 1``). The distance between two instances is the mean
 over spans of the cosine distance; with every span vector L2-normalised it is
 one matrix product: ``1 - (q @ m.T) / S`` on the flattened ``(S * H)`` rows.
 
-``exclude`` extends the core protocol slightly: besides a ``(batch,)`` tensor
-of one memory row per query (-1 for none) it accepts a ``(batch, M)`` boolean
-mask, so that every memory item of the query's own example (a pair with two
-relations is stored once per relation) is hidden from it during training.
+``exclude`` is a ``(batch,)`` tensor of one memory row per query (-1 for
+none) or a ``(batch, M)`` boolean mask, so that every memory item of the
+query's own example (a pair with two relations is stored once per relation)
+is hidden from it during training. The shape helpers are the core's
+(:mod:`relforge.retrieval`), part of the retriever contract.
 """
 from __future__ import annotations
 
@@ -18,55 +19,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from relforge.components import Retrieval, Retriever, Settings
-
-def _fp(x: torch.Tensor) -> torch.Tensor:
-    """At least float32 (half-precision inputs are promoted; float64 is kept)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-def as_spans(x: torch.Tensor) -> torch.Tensor:
-    if x.dim() == 2:
-        return x[:, None, :]
-    if x.dim() != 3:
-        raise ValueError(f"expected (rows, dim) or (rows, spans, dim) vectors, got shape {tuple(x.shape)}")
-    return x
-
-
-def mean_cosine_similarity(query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-    """(batch, M): the mean over spans of the cosine similarity, as one matmul."""
-    q, m = as_spans(query), as_spans(memory)
-    if q.shape[1:] != m.shape[1:]:
-        raise ValueError(f"query spans/dim {tuple(q.shape[1:])} differ from memory {tuple(m.shape[1:])}")
-    s = q.shape[1]
-    qn = F.normalize(_fp(q), dim=-1).reshape(q.shape[0], -1)
-    mn = F.normalize(_fp(m), dim=-1).reshape(m.shape[0], -1)
-    return qn @ mn.T / s
-
-
-def exclusion_mask(exclude: torch.Tensor | None, batch: int, size: int, device) -> torch.Tensor | None:
-    """(batch, M) bool: memory rows each query must not retrieve."""
-    if exclude is None:
-        return None
-    exclude = exclude.to(device)
-    if exclude.dim() == 2:
-        if tuple(exclude.shape) != (batch, size):
-            raise ValueError(f"exclude mask must be ({batch}, {size}), got {tuple(exclude.shape)}")
-        return exclude.bool()
-    if tuple(exclude.shape) != (batch,):
-        raise ValueError(f"exclude must be ({batch},) row indices or a ({batch}, {size}) mask")
-    mask = torch.zeros(batch, size, dtype=torch.bool, device=device)
-    rows = (exclude >= 0).nonzero().flatten()
-    mask[rows, exclude[rows].long()] = True
-    return mask
-
-
-def _check_k(k: int, size: int, mask: torch.Tensor | None) -> None:
-    if k < 1:
-        raise ValueError(f"k must be at least 1 to retrieve (k = 0 means no retrieval), got {k}")
-    free = size if mask is None else int((~mask).sum(1).min()) if mask.numel() else size
-    if free < k:
-        raise ValueError(f"cannot retrieve {k} neighbours: a query has only {free} memory rows it may use "
-                         f"(memory size {size}); lower k or enlarge the memory pool")
+from relforge.retrieval import (
+    as_spans, at_least_float32, check_k, exclusion_mask, gather_neighbours, mean_cosine_similarity,
+)
 
 
 def log1m_softmax(s: torch.Tensor) -> torch.Tensor:
@@ -102,20 +57,13 @@ def soft_knn_weights(scores: torch.Tensor, k: int, temperature: float = 1.0) -> 
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    s = _fp(scores)
+    s = at_least_float32(scores)
     out = []
     for _ in range(k):
         logits = s / temperature
         out.append(torch.softmax(logits, dim=-1))
         s = s + log1m_softmax(logits)
     return torch.stack(out, dim=1)
-
-
-def _gather(weights_or_idx: torch.Tensor, memory: torch.Tensor, soft: bool) -> torch.Tensor:
-    m = as_spans(memory)
-    if soft:  # (B, k, M) x (M, S, H) -> (B, k, S, H)
-        return torch.einsum("bkm,msh->bksh", weights_or_idx.to(m.dtype), m)
-    return m[weights_or_idx]  # (B, k) -> (B, k, S, H)
 
 
 class SoftKNNRetriever(Retriever):
@@ -131,12 +79,12 @@ class SoftKNNRetriever(Retriever):
     def retrieve(self, query, memory, k, exclude=None) -> Retrieval:
         sim = mean_cosine_similarity(query, memory)
         mask = exclusion_mask(exclude, sim.shape[0], sim.shape[1], sim.device)
-        _check_k(k, sim.shape[1], mask)
+        check_k(k, sim.shape[1], mask)
         scores = -(1.0 - sim)  # s = -distance
         if mask is not None:
             scores = scores.masked_fill(mask, float("-inf"))
         w = soft_knn_weights(scores, k, self.settings.temperature)
-        return Retrieval(weights=w, indices=w.argmax(-1), neighbours=_gather(w, memory, soft=True))
+        return Retrieval(weights=w, indices=w.argmax(-1), neighbours=gather_neighbours(w, memory, soft=True))
 
 
 class HardTopKRetriever(Retriever):
@@ -148,12 +96,12 @@ class HardTopKRetriever(Retriever):
     def retrieve(self, query, memory, k, exclude=None) -> Retrieval:
         sim = mean_cosine_similarity(query, memory)
         mask = exclusion_mask(exclude, sim.shape[0], sim.shape[1], sim.device)
-        _check_k(k, sim.shape[1], mask)
+        check_k(k, sim.shape[1], mask)
         if mask is not None:
             sim = sim.masked_fill(mask, float("-inf"))
         idx = sim.topk(k, dim=-1).indices
         w = torch.zeros(sim.shape[0], k, sim.shape[1], device=sim.device).scatter_(2, idx[..., None], 1.0)
-        return Retrieval(weights=w, indices=idx, neighbours=_gather(idx, memory, soft=False))
+        return Retrieval(weights=w, indices=idx, neighbours=gather_neighbours(idx, memory, soft=False))
 
 
 class RandomRetriever(Retriever):
@@ -171,13 +119,13 @@ class RandomRetriever(Retriever):
     def retrieve(self, query, memory, k, exclude=None) -> Retrieval:
         q, m = as_spans(query), as_spans(memory)
         mask = exclusion_mask(exclude, q.shape[0], m.shape[0], m.device)
-        _check_k(k, m.shape[0], mask)
+        check_k(k, m.shape[0], mask)
         keys = torch.rand(q.shape[0], m.shape[0], generator=self._gen).to(m.device)
         if mask is not None:
             keys = keys.masked_fill(mask, -1.0)
         idx = keys.topk(k, dim=-1).indices
         w = torch.zeros(q.shape[0], k, m.shape[0], device=m.device).scatter_(2, idx[..., None], 1.0)
-        return Retrieval(weights=w, indices=idx, neighbours=_gather(idx, memory, soft=False))
+        return Retrieval(weights=w, indices=idx, neighbours=gather_neighbours(idx, memory, soft=False))
 
 
 # ---- candidate search over a large cached memory ---------------------------

@@ -8,16 +8,18 @@ filled with the two mentions (``{subj} was born in {obj}``); no relation:
 template is type-compatible with the pair.
 
 The relation templates come from the data layer's verbalizer
-(``verbalizer.templates``); the model binds them with :meth:`bind` because a
-template component only receives label words. Unbound, a generic
+(``verbalizer.templates``); the engine binds them through
+:class:`~relforge.components.BindsRelationTemplates` because a template
+component only receives label words, and the model saves them with its
+state. Unbound, a generic
 ``the relation between {subj} and {obj} is {words}`` is used.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
-from relforge.components import RenderedExample, Settings, Template
+from relforge.components import Ability, BindsRelationTemplates, RenderedExample, Settings, Template
 from relforge.data.example import Example
 
 
@@ -25,11 +27,12 @@ def type_words(t: str | None) -> str:
     return (t or "").replace("_", " ").strip().lower()
 
 
-class SureTemplate(Template):
+class SureTemplate(Template, BindsRelationTemplates):
     """SuRE: a source stating the entities and their types, the relation template
     filled with the entities as target, type-compatible candidates."""
 
     name = "sure"
+    provides = frozenset({Ability.TEXT_TARGETS, Ability.ENTITY_SPANS, Ability.RELATION_TEMPLATES})
 
     class Settings(Settings):
         no_relation_template: str = "{subj} has no known relations to {obj}"
@@ -46,13 +49,21 @@ class SureTemplate(Template):
         #: "head type|tail type" -> labels seen with that pair in training
         self.constraints: dict[str, list[str]] = {}
 
-    def bind(self, templates: Mapping[str, str], no_relation: str | None) -> None:
+    def bind_relation_templates(self, templates: Mapping[str, str], no_relation: str | None) -> None:
         for lab, t in templates.items():
             if "{subj}" not in t or "{obj}" not in t:
                 raise ValueError(f"the SuRE template of {lab!r} must contain {{subj}} and {{obj}}: {t!r}")
         self.templates, self.no_relation = dict(templates), no_relation
 
-    def learn_constraints(self, examples) -> None:
+    def template_state(self) -> dict[str, Any]:
+        return {"templates": self.templates, "no_relation": self.no_relation, "constraints": self.constraints}
+
+    def load_template_state(self, state: Mapping[str, Any]) -> None:
+        self.bind_relation_templates(state.get("templates", {}), state.get("no_relation"))
+        self.constraints = {k: list(v) for k, v in state.get("constraints", {}).items()}
+
+    def fit(self, examples: Sequence[Example]) -> None:
+        """Learn the type constraints (``type_constraints: train``)."""
         if self.settings.type_constraints != "train":
             return
         seen: dict[str, set[str]] = {}

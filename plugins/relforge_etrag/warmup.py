@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from relforge.components import PretrainingStage, Settings
+from relforge.components import (
+    Ability, HasRetriever, PretrainingStage, REModel, Settings, StageContext, StageResult,
+)
 
 
 class RetrieverWarmup(PretrainingStage):
@@ -12,6 +14,7 @@ class RetrieverWarmup(PretrainingStage):
     projection trained on the generation loss with their own AdamW."""
 
     name = "retriever_warmup"
+    requires = {"model": frozenset({Ability.RETRIEVAL})}
 
     class Settings(Settings):
         steps: int = Field(100, ge=0)
@@ -19,19 +22,20 @@ class RetrieverWarmup(PretrainingStage):
         learning_rate: float = Field(1e-4, gt=0)
         max_grad_norm: float | None = Field(1.0, gt=0)
 
-    def run(self, model, tokenizer, examples, context):
+    def run(self, model: REModel, context: StageContext) -> StageResult:
         import torch
 
         s = self.settings
-        if not hasattr(model, "retriever_parameters"):
-            raise ValueError("etrag.retriever_warmup needs an ETRAG model (method etrag)")
-        if model.options.k == 0 or s.steps == 0:
-            return model  # nothing to warm up in the SuRE baseline
+        if not isinstance(model, HasRetriever):
+            raise ValueError(f"etrag.retriever_warmup needs a model with a retriever (etrag.rag), "
+                             f"not {type(model).name!r}")
         params = model.retriever_parameters()
+        if not params or s.steps == 0:
+            print("etrag.retriever_warmup: nothing to warm up (the model does not retrieve: k = 0, or steps = 0)")
+            return StageResult()
         frozen = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in params)]
-        features = model.features(examples, training=True)
-        seed = int(context.get("seed", 0)) if context else 0
-        gen = torch.Generator().manual_seed(seed)
+        features = model.features(context.train_examples, training=True)
+        gen = torch.Generator().manual_seed(context.seed)
         opt = torch.optim.AdamW(params, lr=s.learning_rate)
         for p in frozen:
             p.requires_grad_(False)
@@ -41,7 +45,7 @@ class RetrieverWarmup(PretrainingStage):
             for _ in range(s.steps):
                 idx = torch.randperm(len(features), generator=gen)[: s.batch_size].tolist()
                 batch = model.collate([features[i] for i in idx])
-                loss = model(batch)["loss"]
+                loss = model(batch).loss
                 loss.backward()
                 if s.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
@@ -51,8 +55,7 @@ class RetrieverWarmup(PretrainingStage):
         finally:
             for p in frozen:
                 p.requires_grad_(True)
-        run = (context or {}).get("run")
-        if run is not None and losses:
-            run.log_metrics({"warmup/loss_first": losses[0], "warmup/loss_last": losses[-1]}, 0)
+        if context.run is not None and losses:
+            context.run.log_metrics({"warmup/loss_first": losses[0], "warmup/loss_last": losses[-1]}, 0)
         print(f"etrag.retriever_warmup: {s.steps} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
-        return model
+        return StageResult()

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
-from relforge.components import PretrainingStage, Settings
+from relforge.components import PretrainingStage, REModel, Settings, StageContext, StageResult
 from relforge.data.example import Example
 
 from .knowledge import PromptSettings, SyntheticValidator, explanation_prompt, synthetic_prompt
@@ -59,9 +59,10 @@ class KnowledgeGenerationStage(PretrainingStage):
         max_tokens: int = Field(1024, gt=0)
         prompts: PromptSettings = Field(default_factory=PromptSettings)
 
-    def run(self, model: Any, tokenizer: Any, examples: Sequence[Example], context: Mapping[str, Any]) -> Any:
+    def run(self, model: REModel, context: StageContext) -> StageResult:
         s = self.settings
-        run = context.get("run")
+        run = context.run
+        examples = context.train_examples
         folder = knowledge_dir(context)
         folder.mkdir(parents=True, exist_ok=True)
         if s.llm is None:
@@ -71,11 +72,11 @@ class KnowledgeGenerationStage(PretrainingStage):
             if run is not None:
                 run.log_metrics({"tkre/generate/explanations": 0, "tkre/generate/synthetic_kept": 0}, 0)
                 set_run_tag(run, "tkre.llm", "none")
-            return model
+            return StageResult()
         cache_path = Path(s.cache_path) if s.cache_path else folder / "llm-cache.jsonl"
         llm = build_llm(s.llm, cache_path)
-        no_rel = getattr(model, "no_relation", None)
-        seed = int(context.get("seed", 0))
+        no_rel = model.no_relation
+        seed = context.seed
         by_rel: dict[str, list[Example]] = defaultdict(list)
         for ex in examples:
             if ex.meta.get("tkre_synthetic"):
@@ -132,12 +133,6 @@ class KnowledgeGenerationStage(PretrainingStage):
         rejected = validator.report.rejected
         print(f"tkre.generate: {len(explanations)} explanations; synthetic kept {len(synthetic)}, rejected "
               f"{sum(rejected.values())} ({dict(rejected)})")
-        if s.add_synthetic_to_train and synthetic:
-            data = context.get("data")
-            train = data.splits["train"] if data is not None else examples
-            if not isinstance(train, list):
-                raise TypeError("tkre.generate: the training split is not a list; cannot add synthetic examples")
-            train.extend(synthetic)
         if run is not None:
             run.log_metrics({"tkre/generate/requests": len(requests), "tkre/generate/explanations": len(explanations),
                              "tkre/generate/synthetic_kept": len(synthetic),
@@ -147,7 +142,8 @@ class KnowledgeGenerationStage(PretrainingStage):
             set_run_tag(run, "tkre.llm", f"{s.llm.backend}:{getattr(llm, 'model_name', '')}")
             for name in ("explanations.jsonl", "synthetic.jsonl", "validation.json"):
                 run.log_artifact(folder / name, "tkre-knowledge")
-        return model
+        # the pipeline appends them to the training split (the later stages and fine-tuning see them)
+        return StageResult(added_examples=synthetic if s.add_synthetic_to_train else [])
 
 
 def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

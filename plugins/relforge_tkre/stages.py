@@ -17,7 +17,9 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from relforge.components import PretrainingStage, Settings
+from relforge.components import (
+    Ability, HasEncoder, PretrainingStage, REModel, Settings, StageContext, StageResult,
+)
 from relforge.data.example import Example
 
 from .knowledge import _find
@@ -28,27 +30,23 @@ KNOWLEDGE_DIR = "tkre-knowledge"
 Source = Literal["sentences", "explanations", "synthetic"]
 
 
-def knowledge_dir(context: Mapping[str, Any]) -> Path:
-    """Where the generation stage writes and the pretraining stages read."""
-    run = context.get("run")
-    if run is not None:
-        return Path(run.output_dir) / KNOWLEDGE_DIR
-    if context.get("knowledge_dir"):
-        return Path(context["knowledge_dir"])
-    return Path(context.get("output_dir", ".")).parent / KNOWLEDGE_DIR
+def knowledge_dir(context: StageContext) -> Path:
+    """Where the generation stage writes and the pretraining stages read: a
+    folder of the run (``context.run_dir``), shared by the stages."""
+    return Path(context.run_dir) / KNOWLEDGE_DIR
 
 
-def read_explanations(context: Mapping[str, Any]) -> list[dict[str, Any]]:
+def read_explanations(context: StageContext) -> list[dict[str, Any]]:
     path = knowledge_dir(context) / "explanations.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def record_knowledge_use(context: Mapping[str, Any], stage: str, counts: Mapping[str, int]) -> None:
+def record_knowledge_use(context: StageContext, stage: str, counts: Mapping[str, int]) -> None:
     """Log how many texts of each source the stage used, as metrics and (with
     MLflow) as a tag, so a run without generated knowledge says so."""
-    run = context.get("run")
+    run = context.run
     generated = counts.get("explanations", 0) + counts.get("synthetic", 0)
     summary = ("none (pretrained on the task's own sentences only)" if not generated else
                f"explanations={counts.get('explanations', 0)},synthetic={counts.get('synthetic', 0)}")
@@ -73,7 +71,7 @@ def set_run_tag(run: Any, key: str, value: str) -> None:
         print(f"tkre: could not set tag {key}: {exc}")
 
 
-def build_corpus(examples: Sequence[Example], context: Mapping[str, Any], sources: Sequence[str],
+def build_corpus(examples: Sequence[Example], context: StageContext, sources: Sequence[str],
                  no_relation: str | None) -> tuple[list[PretrainText], dict[str, int]]:
     corpus: list[PretrainText] = []
     counts = {"sentences": 0, "explanations": 0, "synthetic": 0}
@@ -98,7 +96,7 @@ def build_corpus(examples: Sequence[Example], context: Mapping[str, Any], source
 
 # --- the MLM head -------------------------------------------------------------
 
-def build_mlm_head(model: Any, context: Mapping[str, Any]) -> tuple[torch.nn.Module, str]:
+def build_mlm_head(model: Any, context: StageContext) -> tuple[torch.nn.Module, str]:
     """A masked-LM model whose base is ``model.encoder`` (shared, not copied)
     and whose output projection is tied to the encoder's input embeddings.
     The head's transform is loaded from the backbone checkpoint when it has
@@ -108,12 +106,12 @@ def build_mlm_head(model: Any, context: Mapping[str, Any]) -> tuple[torch.nn.Mod
     encoder = model.encoder
     origin = "initialised randomly (the backbone checkpoint has no MLM head)"
     mlm = None
-    resolved = context.get("resolved")
+    resolved = context.resolved
     if resolved is not None:
         from relforge.models.backbone import quiet_local_io
         from relforge.models.encoder import resolve_backbone_path
 
-        path, local = resolve_backbone_path(resolved.run.model.backbone)
+        path, local = resolve_backbone_path(resolved.model_settings.backbone)
         try:
             # the missing head is reported below, in one line, instead of transformers' table
             with quiet_local_io(warnings=False):
@@ -183,10 +181,10 @@ def pad_batch(items: Sequence[Mapping[str, Any]], pad_id: int) -> dict[str, torc
 
 
 def _check_model(model: Any, stage: str) -> None:
-    if not hasattr(model, "encoder") or not hasattr(model, "tokenizer"):
-        raise TypeError(f"{stage} pretrains an encoder: it needs the typed-marker classifier "
-                        f"(model.architecture: encoder), got {type(model).__name__}")
-    if getattr(model.tokenizer, "mask_token_id", None) is None:
+    if not isinstance(model, HasEncoder):
+        raise TypeError(f"{stage} pretrains an encoder: it needs a model with a bare encoder "
+                        f"(relforge.marker_classifier), got {type(model).__name__}")
+    if model.tokenizer.mask_token_id is None:
         raise ValueError(f"{stage}: the tokenizer has no mask token")
 
 
@@ -196,21 +194,23 @@ class MaskedSpanLMStage(PretrainingStage):
     masked positions)."""
 
     name = "mslm"
+    requires = {"model": frozenset({Ability.PRETRAINABLE_ENCODER})}
 
     class Settings(_StageSettings):
         pass
 
     stage_label = "mslm"
 
-    def run(self, model: Any, tokenizer: Any, examples: Sequence[Example], context: Mapping[str, Any]) -> Any:
+    def run(self, model: REModel, context: StageContext) -> StageResult:
         _check_model(model, f"tkre.{self.name}")
         s = self.settings
-        corpus, counts = build_corpus(examples, context, s.sources, getattr(model, "no_relation", None))
+        tokenizer = model.tokenizer
+        corpus, counts = build_corpus(context.train_examples, context, s.sources, model.no_relation)
         record_knowledge_use(context, self.stage_label, counts)
         if not corpus:
             raise ValueError(f"tkre.{self.name}: the pretraining corpus is empty (sources {s.sources})")
         items = encode(tokenizer, corpus, s.max_length)
-        seed = int(context.get("seed", 0))
+        seed = context.seed
         device = next(model.encoder.parameters()).device
         mlm, origin = build_mlm_head(model, context)
         print(f"tkre.{self.name}: {len(items)} texts {counts}; MLM head {origin}")
@@ -226,7 +226,7 @@ class MaskedSpanLMStage(PretrainingStage):
         total = s.max_steps or max(1, math.ceil(s.epochs * steps_per_epoch))
         rng = random.Random(seed)
         gen = torch.Generator().manual_seed(seed)
-        run = context.get("run")
+        run = context.run
         mlm.train()
         step, order = 0, []
         running: dict[str, float] = {}
@@ -261,7 +261,7 @@ class MaskedSpanLMStage(PretrainingStage):
                 running = {}
         # drop the head's reference to the encoder; the encoder (shared) keeps its update
         setattr(mlm, mlm.base_model_prefix, None)
-        return model
+        return StageResult()
 
     @staticmethod
     def masked_lm_loss(model: Any, mlm: torch.nn.Module, masked: torch.Tensor, attention_mask: torch.Tensor,
@@ -329,7 +329,7 @@ class MaskedSpanLMContrastiveStage(MaskedSpanLMStage):
         anchor_learning_rate: float = Field(1e-3, gt=0)
 
     def extra_modules(self, model: Any, items: Sequence[Mapping[str, Any]], device) -> list:
-        labels = [lab for lab in getattr(model, "labels", []) if lab != getattr(model, "no_relation", None)]
+        labels = [lab for lab in model.labels if lab != model.no_relation]
         extra = sorted({it["relation"] for it in items if it["relation"] is not None} - set(labels))
         self.relation_index = {lab: i for i, lab in enumerate(labels + extra)}
         if not self.relation_index:

@@ -5,9 +5,11 @@ import torch
 from pydantic import Field
 
 from relforge import hookimpl
+from dataclasses import dataclass
+
 from relforge.components import (
-    Dataset, Decoder, Loss, Method, PretrainingStage, RenderedExample, Retrieval, Retriever,
-    ScoredCandidate, Settings, Template,
+    Batch, Dataset, Decoder, Loss, Method, ModelOutput, ModelParts, ModelSettings, PretrainingStage, REModel,
+    RenderedExample, Retrieval, Retriever, ScoredCandidate, Settings, StageContext, StageResult, Template,
 )
 from relforge.data.example import Entity, Example
 
@@ -29,6 +31,7 @@ class LengthDecoder(Decoder):
     """Ranks candidates by (negative) length of their target text."""
 
     name = "shortest"
+    requires = {}  # it ranks by text length: any model will do
 
     def rank(self, model, tokenizer, sources, candidates):
         return [sorted((ScoredCandidate(label, -float(len(text))) for label, text in c.items()),
@@ -51,19 +54,70 @@ class ScaledMSE(Loss):
         scale: float = Field(1.0, gt=0)
         reduction: str = "mean"
 
-    def __call__(self, outputs, batch):
-        return self.settings.scale * torch.nn.functional.mse_loss(outputs["pred"], batch["target"])
+    def __call__(self, outputs: ModelOutput, batch: ToyBatch) -> torch.Tensor:
+        return self.settings.scale * torch.nn.functional.mse_loss(outputs.logits, batch.target)
 
 
 class CountingStage(PretrainingStage):
+    """Counts the training examples it was shown (``model.seen``)."""
+
     name = "counting"
 
     class Settings(Settings):
         steps: int = 1
 
-    def run(self, model, tokenizer, examples, context):
-        model["seen"] = model.get("seen", 0) + self.settings.steps * len(examples)
-        return model
+    def run(self, model, context: StageContext) -> StageResult:
+        model.seen = getattr(model, "seen", 0) + self.settings.steps * len(context.train_examples)
+        return StageResult()
+
+
+@dataclass
+class ToyBatch(Batch):
+    target: torch.Tensor | None = None
+
+
+class ToyModel(torch.nn.Module, REModel):
+    """A one-weight regression of the text length on the first label's index:
+    enough to exercise the model contract without a transformer."""
+
+    name = "linear"
+    uses = frozenset({"template", "loss", "decoder", "retriever"})
+    needs = frozenset({"template", "loss"})
+
+    def __init__(self, settings, parts: ModelParts) -> None:
+        super().__init__()
+        self.settings, self.parts = settings, parts
+        self.template, self.loss_fn = parts.template, parts.loss
+        self.labels, self.label_words, self.no_relation = parts.labels, parts.label_words, parts.no_relation
+        self.tokenizer = None
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    @classmethod
+    def build(cls, settings, parts):
+        return cls(settings, parts)
+
+    def features(self, examples, training=True):
+        return [{"id": ex.id, "x": float(len(self.template.render(ex, self.label_words).source)),
+                 "y": float(self.labels.index(sorted(ex.relations)[0]) if ex.relations else 0),
+                 "gold": sorted(ex.relations)} for ex in examples]
+
+    def collate(self, features):
+        x = torch.tensor([[f["x"]] for f in features])
+        return ToyBatch(input_ids=x, attention_mask=torch.ones_like(x), gold=[f["gold"] for f in features],
+                        ids=[f["id"] for f in features], target=torch.tensor([[f["y"]] for f in features]))
+
+    def forward(self, batch):
+        out = ModelOutput(logits=self.weight * batch.input_ids)
+        out.loss = self.loss_fn(out, batch)
+        return out
+
+    def rank(self, examples, batch_size=32, labels=None):
+        keep = labels or self.labels
+        return [[ScoredCandidate(lab, -abs(float(self.weight.detach()) * f["x"] - i)) for i, lab in enumerate(self.labels)
+                 if lab in keep] for f in self.features(examples, training=False)]
+
+    def save(self, folder, meta):
+        raise NotImplementedError("the toy model is not saved")
 
 
 class TinyDataset(Dataset):
@@ -110,6 +164,10 @@ class ToyPlugin:
         register(TinyDataset)
 
     @hookimpl
+    def register_models(self, register):
+        register(ToyModel)
+
+    @hookimpl
     def register_methods(self, register):
         register(Method(name="toy", description="toy recipe", defaults={
             "data": {"dataset": "toy.tiny"},
@@ -118,6 +176,7 @@ class ToyPlugin:
             "loss": {"name": "toy.scaled_mse", "scale": 2.0},
             "retriever": "dot_topk",
             "pretraining": ["counting"],
-            "train": {"epochs": 2, "learning_rate": "${model.options.base_lr}"},
-            "model": {"options": {"base_lr": 0.001}},
+            "train": {"epochs": 2, "learning_rate": "${options.base_lr}"},
+            "options": {"base_lr": 0.001},
+            "model": {"name": "toy.linear"},
         }))

@@ -30,7 +30,7 @@ def test_plugins_json():
 
 def test_config_show_prints_resolved_yaml(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("seed: 3\ntrain:\n  epochs: 1\n  learning_rate: ${model.options.lr}\nmodel:\n  options:\n    lr: 0.01\n")
+    f.write_text("seed: 3\ntrain:\n  epochs: 1\n  learning_rate: ${options.lr}\noptions:\n  lr: 0.01\n")
     res = runner.invoke(app, ["config", "show", str(f), "train.batch_size=2"])
     assert res.exit_code == 0, res.output
     assert "seed: 3" in res.stdout and "batch_size: 2" in res.stdout and "learning_rate: 0.01" in res.stdout
@@ -59,10 +59,18 @@ def test_help_lists_every_command():
         assert command in res.output
 
 
-def test_new_plugin_refuses_bad_name_and_nonempty_dir(tmp_path):
+def test_new_plugin_refuses_bad_name_clashing_files_and_an_installed_plugin_name(tmp_path):
     res = runner.invoke(app, ["new-plugin", "My-Plugin", "--dir", str(tmp_path / "x")])
     assert res.exit_code == 1 and "lower-case Python identifier" in res.output
+    # a folder with other files is fine (a repository's root, say) ...
     (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "f").write_text("x")
+    (tmp_path / "full" / "notes.txt").write_text("x")
     res = runner.invoke(app, ["new-plugin", "ok", "--dir", str(tmp_path / "full")])
-    assert res.exit_code == 1 and "not empty" in res.output
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "full" / "relforge_ok" / "__init__.py").exists()
+    # ... but nothing is overwritten
+    res = runner.invoke(app, ["new-plugin", "ok", "--dir", str(tmp_path / "full")])
+    assert res.exit_code == 1 and "pyproject.toml" in res.output and "nothing was written" in res.output
+    # a name an installed plugin has would make every component name ambiguous
+    res = runner.invoke(app, ["new-plugin", "cptuning", "--dir", str(tmp_path / "c")])
+    assert res.exit_code == 1 and "taken by an installed plugin" in res.output and not (tmp_path / "c").exists()

@@ -40,7 +40,7 @@ def test_method_defaults_then_files_then_overrides(reg, tmp_path):
 
 
 def test_interpolation_follows_override(reg):
-    cfg = load_config([], ["method=toy", "model.options.base_lr=0.5"], registry=reg)
+    cfg = load_config([], ["method=toy", "options.base_lr=0.5"], registry=reg)
     assert cfg.run.train.learning_rate == 0.5
 
 
@@ -85,7 +85,7 @@ def test_bad_override_missing_file_bad_yaml_and_missing_interpolation(reg, tmp_p
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config([lst], registry=reg)
     with pytest.raises(ConfigError, match=r"train\.learning_rate"):
-        load_config([], ["method=toy", "train.learning_rate=${model.options.missing}"], registry=reg)
+        load_config([], ["method=toy", "train.learning_rate=${options.missing}"], registry=reg)
 
 
 def test_without_method(reg):

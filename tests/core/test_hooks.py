@@ -40,14 +40,43 @@ def test_hook_register_retrievers():
 
 
 def test_hook_register_losses():
+    from relforge.components import ModelOutput
+
+    from tests.core.plugins_for_tests import ToyBatch
+
     loss = toy_registry().create("loss", "mse", {"scale": 2.0})
-    value = loss({"pred": torch.tensor([1.0, 3.0])}, {"target": torch.tensor([0.0, 3.0])})
+    x = torch.zeros(2, 1)
+    value = loss(ModelOutput(logits=torch.tensor([1.0, 3.0])),
+                 ToyBatch(input_ids=x, attention_mask=x, gold=[[], []], target=torch.tensor([0.0, 3.0])))
     assert float(value) == 1.0
 
 
 def test_hook_register_pretraining_stages():
+    from types import SimpleNamespace
+
+    from relforge.components import StageContext, StageResult
+
     stage = toy_registry().create("pretraining_stage", "counting", {"steps": 3})
-    assert stage.run({}, None, [1, 2], {})["seen"] == 6
+    model = SimpleNamespace()
+    assert isinstance(stage.run(model, StageContext(train_examples=[1, 2])), StageResult)
+    assert model.seen == 6
+
+
+def test_hook_register_models():
+    from relforge.engine.build import build_model
+
+    reg = toy_registry()
+    resolved = load_config([], ["method=toy"], registry=reg)
+    model = build_model(resolved, labels=["NA", "visited"], label_words={"NA": "none", "visited": "visited"},
+                        no_relation="NA", registry=reg)
+    assert type(model).name == "linear" and reg.get("model", "toy.linear").factory is type(model)
+    examples = reg.create("dataset", "tiny").read("train")
+    batch = model.collate(model.features(examples))
+    out = model(batch)
+    assert out.loss is not None and out.loss.requires_grad
+    out.loss.backward()
+    assert model.weight.grad is not None and float(model.weight.grad.abs()) > 0
+    assert [c.label for c in model.rank(examples, labels=["visited"])[0]] == ["visited"]
 
 
 def test_hook_register_datasets():

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from relforge.cli import app
 from relforge.config import DataConfig
 from relforge.data.errors import DataError
+from relforge.validation import ConfigError
 from relforge.data.loading import parse_sampling, load_data, load_splits
 from relforge.data.verbalizers import VerbalizerError
 from tests.data.conftest import write, write_json, write_jsonl
@@ -117,7 +118,7 @@ def test_sampling_and_verbalizer_errors(jsonl_dir, tmp_path):
         load_data(cfg(jsonl_dir, sampling={"kind": "kshot", "k": 2, "seed": 1, "kk": 3}))
     with pytest.raises(ValueError, match=r"data.sampling"):
         load_data(cfg(jsonl_dir, sampling={"kind": "bootstrap"}))
-    with pytest.raises(DataError, match=r"data.sampling.kk: unknown key"):
+    with pytest.raises(ConfigError, match=r"data.sampling.kk: unknown key"):
         parse_sampling({"kind": "kshot", "k": 2, "seed": 1, "kk": 3})
     with pytest.raises(DataError, match="data.dataset is not set"):
         load_data(DataConfig())
@@ -165,7 +166,7 @@ def test_dev_size_caps_dev_with_a_seeded_stratified_sample(jsonl_dir):
     assert [x.id for x in load(kind="ratio", ratio=0.5, seed=3, dev_size=9).splits["dev"]] == [x.id for x in dev]
     assert len(data.splits["test"]) == 9 and len(data.splits["train"]) == 30  # test and train untouched
     assert len(load(dev_size=100).splits["dev"]) == 30  # larger than dev: no-op
-    with pytest.raises(DataError, match="dev_size"):
+    with pytest.raises(ConfigError, match="dev_size"):
         parse_sampling({"dev_size": 0})
 
 

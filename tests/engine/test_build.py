@@ -29,7 +29,7 @@ def one_step(model, data):
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     batch = model.collate(model.features(data.splits["train"][:4], training=True))
-    model(batch)["loss"].backward()
+    model(batch).loss.backward()
     opt.step()
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from relforge.components import Embeds
 from relforge.config import load_config
 from relforge.data.example import Entity, Example
 from relforge.data.splits import Episode
@@ -24,7 +25,7 @@ def ex(i, label, verb=None):
                    tail=Entity(tail, text.index(tail), text.index(tail) + len(tail), 2, 3), relations={label})
 
 
-class FakeEmbedder:
+class FakeEmbedder(Embeds):
     """Vectors chosen by hand: an example's vector is its label's corner, plus its id's jitter."""
 
     corners = {"a": torch.tensor([0.0, 0.0]), "b": torch.tensor([10.0, 0.0]), "c": torch.tensor([0.0, 10.0])}
@@ -56,13 +57,21 @@ def test_prototypes_pick_the_nearest_support_mean_and_embed_each_example_once():
         predict_episodes(model, [Episode(["a", "c"], support, query)])
 
 
-def test_a_model_without_embed_or_label_restriction_is_refused():
+def test_a_model_without_embed_is_ranked_over_the_episode_labels():
     class RankOnly:
-        def rank(self, examples, batch_size=32):
-            return []
+        def __init__(self):
+            self.asked = []
 
-    with pytest.raises(TypeError, match="cannot be evaluated on episodes"):
-        episode_mode(RankOnly())
+        def rank(self, examples, batch_size=32, labels=None):
+            from relforge.components import ScoredCandidate
+
+            self.asked.append(list(labels))
+            return [[ScoredCandidate(lab, -i) for i, lab in enumerate(sorted(labels))] for _ in examples]
+
+    model = RankOnly()
+    assert episode_mode(model) == "restricted_ranking"
+    eps = [Episode(["b", "a"], [ex(1, "a"), ex(2, "b")], [ex(3, "a"), ex(4, "b")])]
+    assert predict_episodes(model, eps) == [["a", "a"]] and model.asked == [["b", "a"]]
 
 
 def test_generative_rank_restricted_to_episode_labels(tiny_t5_dir):

@@ -77,7 +77,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         def forward(self, batch):
             out = super().forward(batch)
             if self.training and self.calls == 11:
-                out["loss"] = out["loss"] * float("nan")
+                out.loss = out.loss * float("nan")
             self.calls += 1
             return out
 

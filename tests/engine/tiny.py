@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from relforge.components import HasParameterGroups, ModelOutput
 
-class TinyRegressor(torch.nn.Module):
+
+class TinyRegressor(torch.nn.Module, HasParameterGroups):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
@@ -16,7 +18,7 @@ class TinyRegressor(torch.nn.Module):
 
     def forward(self, batch):
         pred = self.head(self.body(batch["x"])).squeeze(-1)
-        return {"loss": torch.nn.functional.mse_loss(pred, batch["y"]) * batch.get("scale", 1.0), "pred": pred}
+        return ModelOutput(logits=pred, loss=torch.nn.functional.mse_loss(pred, batch["y"]) * batch.get("scale", 1.0))
 
 
 def make_data(n: int = 64):
@@ -35,4 +37,4 @@ def dev_loss(model, data=None):
     batch = collate(data)
     model.eval()
     with torch.no_grad():
-        return {"mse": float(model(batch)["loss"])}
+        return {"mse": float(model(batch).loss)}

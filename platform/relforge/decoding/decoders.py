@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from relforge.components import Decoder, ScoredCandidate, Settings
+from relforge.components import Ability, Decoder, RanksEncoded, ScoredCandidate, Settings
 from relforge.decoding.processor import TrieLogitsProcessor
 from relforge.decoding.scoring import encode, score_trie
 from relforge.decoding.trie import LabelTrie, encode_targets, end_token_id
@@ -96,7 +96,7 @@ class _ScoringSettings(Settings):
     max_rows: int = 2048
 
 
-class ExactScoringDecoder(BatchedDecoder):
+class ExactScoringDecoder(BatchedDecoder, RanksEncoded):
     """Every candidate's exact log-probability from one batched teacher-forced
     pass over the Trie (see :mod:`relforge.decoding.scoring`). ``score`` is the
     length-normalised log-probability (``normalize: mean``) or the total."""
@@ -104,21 +104,26 @@ class ExactScoringDecoder(BatchedDecoder):
     name = "exact"
     Settings = _ScoringSettings
     settings: _ScoringSettings
+    provides = frozenset({Ability.ENCODED_SCORING})
     _field = "total"
 
     @torch.no_grad()
     def _rank_batch(self, model, tokenizer, sources, candidates):
-        trie, names, mask = batch_trie(tokenizer, candidates)
         ids, att = self._encode_sources(model, tokenizer, sources)
+        return self.rank_encoded(model, tokenizer, encode(model, ids, att), att, candidates)
+
+    @torch.no_grad()
+    def rank_encoded(self, model, tokenizer, encoder_hidden, attention_mask, candidates):
+        trie, names, mask = batch_trie(tokenizer, candidates)
         exact = self._field == "total" or self.settings.exact_total
-        scores = score_trie(model, trie, encode(model, ids, att), att, mask, max_rows=self.settings.max_rows,
+        scores = score_trie(model, trie, encoder_hidden, attention_mask, mask, max_rows=self.settings.max_rows,
                             exact=exact)
         value = getattr(scores, self._field).cpu()
         total = scores.total.cpu() if exact else None
         lengths = scores.lengths.cpu()
         allowed = scores.allowed.cpu()
         results = []
-        for i in range(len(sources)):
+        for i in range(len(candidates)):
             ranked = []
             for j in allowed[i].nonzero().flatten().tolist():
                 n = int(lengths[j])

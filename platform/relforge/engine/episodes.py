@@ -2,36 +2,29 @@
 
 A model answers an episode in one of two ways, picked by what it offers:
 
-* ``embed(examples, batch_size) -> Tensor[n, d]`` (the typed-marker
-  classifier, TKRE): prototypical inference -- each of the episode's N
+* :class:`~relforge.components.Embeds` (``embed(examples, batch_size) ->
+  Tensor[n, d]``; the typed-marker classifier, TKRE): prototypical inference -- each of the episode's N
   relations is the mean of its K support vectors, and a query takes the
   relation of the nearest prototype (squared Euclidean distance, as in
   Prototypical Networks). Every distinct example is embedded once, however
   many episodes it appears in.
-* ``rank(examples, batch_size, labels=...)`` (generative models): the query is
+* otherwise ``rank(examples, batch_size, labels=...)``, part of every
+  :class:`~relforge.components.REModel` (generative models): the query is
   ranked over the episode's N verbalized relations only and takes the top
   one; the support set is not used (zero-shot over the relation names).
-
-A model with neither cannot be scored on episodes, and the error says so.
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
 
+from relforge.components import Embeds
 from relforge.data.splits import Episode
 
 
 def episode_mode(model) -> str:
-    if callable(getattr(model, "embed", None)):
-        return "prototypes"
-    rank = getattr(model, "rank", None)
-    if callable(rank) and "labels" in inspect.signature(rank).parameters:
-        return "restricted_ranking"
-    raise TypeError(f"{type(model).__name__} cannot be evaluated on episodes: it needs either "
-                    f"embed(examples, batch_size) (prototypes) or rank(examples, batch_size, labels=...)")
+    return "prototypes" if isinstance(model, Embeds) else "restricted_ranking"
 
 
 def predict_episodes(model, episodes: Sequence[Episode], batch_size: int = 32) -> list[list[str]]:

@@ -46,8 +46,10 @@ def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, b
 def run_tags(resolved: ResolvedConfig, registry) -> dict[str, str]:
     run = resolved.run
     sampling = dict(run.data.sampling or {})
-    tags = {"method": run.method or "(none)", "dataset": run.data.dataset_name,
-            "seed": str(run.seed), "backbone": run.model.backbone, "sampling": str(sampling.get("kind", "none")),
+    model = resolved.components.get("model")
+    tags = {"method": run.method or "(none)", "dataset": run.data.dataset_name, "model": model[0] if model else "",
+            "seed": str(run.seed), "backbone": model[1].backbone if model else "",
+            "sampling": str(sampling.get("kind", "none")),
             "split": f"train={run.data.train_split},dev={run.data.dev_split},test={run.data.test_split}"}
     for key in ("k", "ratio", "n", "seed"):
         if key in sampling:
@@ -62,6 +64,49 @@ def run_tags(resolved: ResolvedConfig, registry) -> dict[str, str]:
     for name, info in registry.plugins.items():
         tags[f"plugin.{name}"] = str(info.version)
     return tags
+
+
+def plugin_versions(registry) -> dict[str, dict[str, str | None]]:
+    """Plugin name -> its distribution and version, for a saved model's meta."""
+    out = {}
+    for name, info in registry.plugins.items():
+        dist = info.source.removeprefix("entry point ").strip() if info.source.startswith("entry point") else None
+        out[name] = {"distribution": dist, "version": info.version}
+    return out
+
+
+def run_pretraining(model, data, resolved: ResolvedConfig, registry, run):
+    """The configured pretraining stages in order, each with a
+    :class:`~relforge.components.StageContext`. Examples a stage adds (TKRE's
+    synthetic data) join the training split, so later stages and fine-tuning
+    see them; their count is printed and logged (``data/stage_added_examples``)."""
+    from relforge.components import StageContext, StageResult
+
+    stages = resolved.run.pretraining
+    added_total = 0
+    for i in range(len(stages)):
+        comp_name, settings = resolved.components[f"pretraining.{i}"]
+        stage = registry.create("pretraining_stage", comp_name, settings)
+        print(f"pretraining stage {i + 1}/{len(stages)}: {comp_name}")
+        context = StageContext(train_examples=data.splits["train"], seed=resolved.run.seed,
+                               output_dir=run.output_dir / f"pretraining-{i}", run_dir=run.output_dir, run=run,
+                               resolved=resolved, registry=registry)
+        result = stage.run(model, context)
+        if result is None:
+            continue
+        if not isinstance(result, StageResult):
+            raise TypeError(f"pretraining stage {comp_name} returned {type(result).__name__}; a stage returns a "
+                            f"StageResult (or None) -- see relforge.components.PretrainingStage")
+        if result.model is not None:
+            model = result.model
+        if result.added_examples:
+            data.splits["train"] = list(data.splits["train"]) + list(result.added_examples)
+            added_total += len(result.added_examples)
+            print(f"pretraining stage {comp_name}: added {len(result.added_examples)} training examples "
+                  f"(train now {len(data.splits['train'])})")
+    if stages:
+        run.log_metrics({"data/stage_added_examples": added_total}, 0)
+    return model
 
 
 def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path | None = None,
@@ -80,7 +125,10 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
     from relforge.registry import get_registry
     from relforge.run import Run
 
+    from relforge.engine.build import model_class
+
     registry = registry or get_registry()
+    model_class(resolved, registry)  # no model configured: refused before the run starts
     run_cfg = resolved.run
     t0 = time.perf_counter()
     all_tags = {**run_tags(resolved, registry), **(tags or {})}
@@ -97,20 +145,15 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
             raise ValueError("decision.tune_on_dev needs a dev split of single examples (not episodes) to tune on")
         label_words = {lab: data.verbalizer.words[lab] for lab in data.labels}
         model = build_model(resolved, labels=data.labels, label_words=label_words, no_relation=data.no_relation,
-                            registry=registry)
+                            registry=registry, relation_templates=data.verbalizer.templates)
         select = run_cfg.train.select_metric
         if select == "auto":
             select = headline_metric(data.metric)
         train_settings = run_cfg.train.model_copy(update={"select_metric": select})
-        for i, path in enumerate(f"pretraining.{i}" for i in range(len(run_cfg.pretraining))):
-            comp_name, settings = resolved.components[path]
-            stage = registry.create("pretraining_stage", comp_name, settings)
-            print(f"pretraining stage {i + 1}/{len(run_cfg.pretraining)}: {comp_name}")
-            model = stage.run(model, model.tokenizer, data.splits["train"],
-                              {"run": run, "data": data, "output_dir": run.output_dir / f"pretraining-{i}",
-                               "seed": run_cfg.seed, "resolved": resolved, "registry": registry}) or model
-        # the saved model folder gets the run's configuration with secrets redacted, like config.yaml
-        meta = {"config": run.config, "relforge_run_id": run.run_id}
+        model = run_pretraining(model, data, resolved, registry, run)
+        # the saved model folder gets the run's configuration with secrets redacted, like config.yaml, and
+        # the plugins it was made with (a folder loaded without one names the package to install)
+        meta = {"config": run.config, "relforge_run_id": run.run_id, "plugins": plugin_versions(registry)}
         dev = data.splits.get("dev")
         batch_size = run_cfg.train.eval_batch_size
 

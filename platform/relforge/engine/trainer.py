@@ -1,9 +1,10 @@
 """One training loop for CPU, one GPU or several processes (Accelerate).
 
-The loop is method-agnostic: a model is a ``torch.nn.Module`` whose
-``forward(batch)`` returns a dict with a scalar ``"loss"``; it may offer
-``parameter_groups() -> dict[name, list[Parameter]]`` so that methods can give
-their parts (retriever, prompts, backbone) their own learning rates through
+The loop is method-agnostic: a model is a ``torch.nn.Module`` (an
+:class:`~relforge.components.REModel`) whose ``forward(batch)`` returns a
+:class:`~relforge.components.ModelOutput` with a scalar ``loss``; a model with
+the :class:`~relforge.components.HasParameterGroups` ability gives its parts
+(retriever, prompts, backbone) their own learning rates through
 ``train.group_learning_rates``.
 
 Determinism and resume: the order of examples in epoch ``e`` is a permutation
@@ -115,8 +116,10 @@ class Trainer:
     # ---- set-up --------------------------------------------------------------
 
     def _param_groups(self, model: torch.nn.Module) -> list[dict]:
-        groups_fn = getattr(model, "parameter_groups", None)
-        named = groups_fn() if callable(groups_fn) else {"default": list(model.parameters())}
+        from relforge.components import HasParameterGroups
+
+        named = model.parameter_groups() if isinstance(model, HasParameterGroups) else {
+            "default": list(model.parameters())}
         lrs = self.settings.group_learning_rates
         unknown = set(lrs) - set(named)
         if unknown:
@@ -272,7 +275,7 @@ class Trainer:
     def _step(self, batch: Any) -> float:
         acc = self.accelerator
         with acc.accumulate(self.model):
-            loss = self.model(batch)["loss"]
+            loss = self.model(batch).loss
             finite = torch.isfinite(loss.detach()).float().reshape(1)
             if acc.gather(finite).min() < 1:
                 raise NonFiniteLossError(

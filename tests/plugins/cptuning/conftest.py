@@ -15,13 +15,13 @@ def cptuning_config(backbone, *extra):
 
 
 def build(resolved):
-    from relforge_cptuning.model import build_cptuning_model
+    from relforge.engine.build import build_model
 
     registry = get_registry()
     data = load_data(resolved.run.data, registry)
     words = {lab: data.verbalizer.words[lab] for lab in data.labels}
-    model = build_cptuning_model(resolved=resolved, labels=data.labels, label_words=words,
-                                 no_relation=data.no_relation, registry=registry)
+    model = build_model(resolved, labels=data.labels, label_words=words, no_relation=data.no_relation,
+                        registry=registry)
     return model, data
 
 

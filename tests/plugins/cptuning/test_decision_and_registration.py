@@ -62,7 +62,7 @@ def test_components_are_listed_by_relforge_plugins():
     assert reg.get("loss", "cptuning.contrastive_threshold").full_name == "cptuning.contrastive_threshold"
     assert reg.get("template", "cptuning.infill")
     assert reg.get("decoder", "cptuning.free_generation")
-    assert reg.method("cptuning").build_model is not None
+    assert reg.method("cptuning").defaults["model"]["name"] == "relforge.seq2seq"
 
 
 @pytest.mark.parametrize("path", sorted((PLUGIN / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -29,17 +29,17 @@ def test_batched_scores_equal_the_core_exact_decoder_and_carry_gradients(tiny_cp
     model.eval()
     examples = data.splits["train"][:4]
     batch = _batch(model, examples)
-    out = model.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         labels=batch["labels"])
+    out = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         labels=batch.labels)
     scored = score_candidates(model.backbone, model.tokenizer, out.encoder_last_hidden_state,
-                              batch["attention_mask"], batch["candidates"], batch["gold"])
-    core = model.decoder.rank(model.backbone, model.tokenizer, batch["sources"], batch["candidates"])
+                              batch.attention_mask, batch.candidates, batch.gold)
+    core = model.decoder.rank(model.backbone, model.tokenizer, batch.sources, batch.candidates)
     for i, ranking in enumerate(core):
         mine = {lab: float(scored.scores[i, j].detach()) for j, lab in enumerate(scored.labels[i])}
         assert set(mine) == {c.label for c in ranking}
         for c in ranking:
             assert mine[c.label] == pytest.approx(c.score, abs=1e-4)
-        assert {lab for j, lab in enumerate(scored.labels[i]) if scored.gold[i, j]} == set(batch["gold"][i])
+        assert {lab for j, lab in enumerate(scored.labels[i]) if scored.gold[i, j]} == set(batch.gold[i])
     scored.scores[scored.valid].sum().backward()
     enc_grad = model.backbone.get_encoder().embed_tokens.weight.grad
     assert enc_grad is not None and enc_grad.abs().sum() > 0
@@ -55,7 +55,7 @@ def test_a_few_training_steps_lower_the_loss(tiny_t5_dir, extra):
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     losses = []
     for _ in range(5):
-        loss = model(batch)["loss"]
+        loss = model(batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -68,12 +68,12 @@ def test_a_few_training_steps_lower_the_loss(tiny_t5_dir, extra):
 def test_hard_negatives_keep_gold_and_the_best_others(tiny_t5_dir):
     model, data = build(cptuning_config(tiny_t5_dir, "loss.negatives=hard", "loss.num_hard=2"))
     batch = _batch(model, data.splits["train"][:4])
-    out = model.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         labels=batch["labels"])
-    keep = model.loss_fn.hard_negatives(model, out.encoder_last_hidden_state, batch["attention_mask"],
-                                        batch["candidates"], batch["gold"])
-    core = model.decoder.rank(model.backbone, model.tokenizer, batch["sources"], batch["candidates"])
-    for k, g, ranking in zip(keep, batch["gold"], core):
+    out = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         labels=batch.labels)
+    keep = model.loss_fn.hard_negatives(model, out.encoder_last_hidden_state, batch.attention_mask,
+                                        batch.candidates, batch.gold)
+    core = model.decoder.rank(model.backbone, model.tokenizer, batch.sources, batch.candidates)
+    for k, g, ranking in zip(keep, batch.gold, core):
         best_others = [c.label for c in ranking if c.label not in g][:2]
         assert set(k) == set(g) | set(best_others)
 
@@ -86,17 +86,26 @@ def test_learned_threshold_is_saved_restored_and_applied_at_inference(tiny_t5_di
         model.loss_fn.threshold_logit.fill_(math.log(0.3 / 0.7))
     # the decision compares exp(score) with decision.threshold (0.2 here); the ranking is shifted so that
     # this is the same as comparing with the learned 0.3
-    assert model.score_shift() == pytest.approx(math.log(0.2) - math.log(0.3))
-    plain = super(type(model), model).rank(data.splits["test"][:2])
-    shifted = model.rank(data.splits["test"][:2])
-    assert shifted[0][0].score == pytest.approx(plain[0][0].score + model.score_shift())
+    shift = math.log(0.2) - math.log(0.3)
+    assert model.learned_log_threshold() == pytest.approx(math.log(0.3))
+    test = data.splits["test"][:2]
+    rendered = [model.template.render(ex, model.label_words) for ex in test]
+    plain = model.decoder.rank(model.backbone, model.tokenizer, [r.source for r in rendered],
+                               [r.candidates for r in rendered])
+    shifted = model.rank(test)
+    assert shifted[0][0].score == pytest.approx(plain[0][0].score + shift)
     model.save(tmp_path / "m", {"config": resolved.data})
-    from relforge_cptuning.model import build_cptuning_model
+    from relforge.engine.build import build_model, load_saved
     from relforge.registry import get_registry
 
-    again = build_cptuning_model(resolved=resolved, labels=model.labels, label_words=model.label_words,
-                                 no_relation=model.no_relation, registry=get_registry(), from_folder=tmp_path / "m")
+    # resumed for training: the loss is built and gets its learned threshold back
+    again = build_model(resolved, labels=model.labels, label_words=model.label_words,
+                        no_relation=model.no_relation, registry=get_registry(), from_folder=tmp_path / "m")
     assert again.loss_fn.threshold() == pytest.approx(0.3)
+    # loaded for inference: no loss, the saved threshold still shifts the scores
+    loaded, _, _ = load_saved(tmp_path / "m")
+    assert loaded.loss_fn is None and loaded.learned_log_threshold() == pytest.approx(math.log(0.3))
+    assert loaded.rank(test)[0][0].score == pytest.approx(shifted[0][0].score, abs=1e-4)
 
 
 def test_free_generation_decoder_maps_to_candidate_labels(tiny_cptuning):

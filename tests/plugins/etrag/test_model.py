@@ -13,8 +13,8 @@ def _resolved(tiny_t5_dir, tiny_bert_dir, *extra):
     return load_config(overrides=[
         "method=etrag", "data.dataset=quickstart", "data.dataset.train_size=24", "data.dataset.dev_size=6",
         "data.dataset.test_size=6", f"model.backbone={tiny_t5_dir}",
-        f"model.options.retriever_backbone={tiny_bert_dir}", "model.options.k=2", "model.options.pool_size=8",
-        "model.options.retriever_max_length=64", "model.max_source_length=64", "model.max_target_length=16",
+        f"model.retriever_backbone={tiny_bert_dir}", "model.k=2", "model.pool_size=8",
+        "model.retriever_max_length=64", "model.max_source_length=64", "model.max_target_length=16",
         "tracking.trackers=[]", *extra])
 
 
@@ -84,25 +84,25 @@ def test_prompt_count_is_one_plus_k_times_spans(built):
     batch = model.collate(feats[:4])
     model.train()
     prompts = model._train_prompts(batch)
-    assert prompts.shape == (4, (1 + model.options.k) * 3, model.backbone.config.d_model)
+    assert prompts.shape == (4, (1 + model.settings.k) * 3, model.backbone.config.d_model)
 
 
 def test_training_excludes_the_query_own_example(built):
     model, data = built
     feats = model.features(data.splits["train"], training=True)
-    model.options = model.options.model_copy(update={"pool_size": len(model.memory_items)})
+    model.settings = model.settings.model_copy(update={"pool_size": len(model.memory_items)})
     model.train()
     for a in range(0, len(feats), 8):
         batch = model.collate(feats[a:a + 8])
         model._train_prompts(batch)
         r = model.last_retrieval
-        own = batch["example"]
+        own = torch.tensor([r["example"] for r in batch.rows])
         pool_example = torch.tensor([model.memory_items[i]["example"] for i in r["pool"].tolist()])
         same = pool_example[None, :] == own[:, None]  # (B, pool)
         assert float(r["weights"].masked_select(same[:, None, :].expand_as(r["weights"])).abs().max()) == 0.0
         for row, e in zip(r["indices"].tolist(), own.tolist()):
             assert all(model.memory_items[i]["example"] != e for i in row)
-    model.options = model.options.model_copy(update={"pool_size": 8})
+    model.settings = model.settings.model_copy(update={"pool_size": 8})
 
 
 def test_memory_has_one_item_per_gold_target(built):
@@ -129,7 +129,7 @@ def test_few_steps_lower_the_loss_and_change_the_retriever(tiny_t5_dir, tiny_ber
     losses = []
     for step in range(5):
         model._pool_gen.manual_seed(0)  # the same pool each step: a fixed objective
-        loss = model(batch)["loss"]
+        loss = model(batch).loss
         loss.backward()
         if step == 0:  # the generation loss alone reaches the retriever encoder
             grads = [p.grad for p in model.span_encoder.parameters() if p.grad is not None]
@@ -162,7 +162,7 @@ def test_rank_save_and_load_round_trip(tiny_t5_dir, tiny_bert_dir, tmp_path):
 
 
 def test_k0_is_the_sure_baseline(tiny_t5_dir, tiny_bert_dir, tmp_path):
-    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "model.options.k=0")
+    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "model.k=0")
     model, data = _build(resolved)
     assert model.span_encoder is None and model.projection is None
     groups = model.parameter_groups()  # empty retriever groups: the method's group LRs still apply
@@ -171,7 +171,7 @@ def test_k0_is_the_sure_baseline(tiny_t5_dir, tiny_bert_dir, tmp_path):
     batch = model.collate(feats[:4])
     model.train()
     out = model(batch)
-    assert torch.isfinite(out["loss"])
+    assert torch.isfinite(out.loss)
     assert model.last_retrieval is None
     from relforge.engine.trainer import Trainer
 
@@ -196,14 +196,15 @@ class GenerativeRank:
 
 def test_search_candidates_and_hard_retriever(tiny_t5_dir, tiny_bert_dir):
     model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir, "retriever=etrag.topk",
-                                   "model.options.search_candidates=5"))
+                                   "model.search_candidates=5"))
     model.features(data.splits["train"], training=True)
     feats = model.features(data.splits["test"][:3], training=False)
     model.eval()
-    _, rows = model.retrieve_cached(feats)
+    sources, extras = [f["source"] for f in feats], [f["extra"] for f in feats]
+    _, rows = model.retrieve_cached(sources, extras)
     # the top-5 prefilter then hard top-2 equals hard top-2 over the whole memory
-    model.options = model.options.model_copy(update={"search_candidates": None})
-    _, full = model.retrieve_cached(feats)
+    model.settings = model.settings.model_copy(update={"search_candidates": None})
+    _, full = model.retrieve_cached(sources, extras)
     assert torch.equal(rows.cpu(), full.cpu())
 
 
@@ -221,11 +222,14 @@ def test_analysis_counts_label_agreement(built, monkeypatch):
     for i, it in enumerate(model.memory_items):
         by_label.setdefault(it["label"], i)
 
-    def scripted(feats):
+    gold = {ex.text: sorted(ex.relations) or [model.no_relation] for ex in test}
+
+    def scripted(sources, extras):
         rows = []
-        for f in feats:
-            same = by_label[f["gold"][0]]
-            other = next(i for lab, i in by_label.items() if lab not in f["gold"])
+        for source, extra in zip(sources, extras):
+            g = gold[source[slice(*extra["sentence_span"])]]
+            same = by_label[g[0]]
+            other = next(i for lab, i in by_label.items() if lab not in g)
             rows.append([same, other])
         return None, torch.tensor(rows)
 
@@ -234,9 +238,11 @@ def test_analysis_counts_label_agreement(built, monkeypatch):
     assert result["agreement_top1"] == 1.0 and result["agreement_at_k"] == 0.5
 
 
-def test_options_are_validated(tiny_t5_dir, tiny_bert_dir):
-    with pytest.raises(ValueError, match="model.options.pool_sise"):
-        _build(_resolved(tiny_t5_dir, tiny_bert_dir, "model.options.pool_sise=3"))
+def test_settings_are_validated_with_the_configuration(tiny_t5_dir, tiny_bert_dir):
+    from relforge.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.pool_sise: unknown key \(component etrag.rag\)"):
+        _resolved(tiny_t5_dir, tiny_bert_dir, "model.pool_sise=3")
 
 
 def test_cache_refresh_follows_training_steps(built, monkeypatch):
@@ -250,7 +256,7 @@ def test_cache_refresh_follows_training_steps(built, monkeypatch):
         real()
 
     monkeypatch.setattr(model, "refresh_memory", counting)
-    model.options = model.options.model_copy(update={"refresh_every": 3, "refresh_before_eval": False})
+    model.settings = model.settings.model_copy(update={"refresh_every": 3, "refresh_before_eval": False})
     model.memory_cache = None
     model.ensure_cache()
     model.ensure_cache()  # fresh: not re-encoded
@@ -259,11 +265,11 @@ def test_cache_refresh_follows_training_steps(built, monkeypatch):
     model.train_steps += 1
     model.ensure_cache()  # 3 steps old: re-encoded
     assert len(calls) == 2 and calls[1] - calls[0] == 3
-    model.options = model.options.model_copy(update={"refresh_before_eval": True})
+    model.settings = model.settings.model_copy(update={"refresh_before_eval": True})
     model.train_steps += 1
     model.ensure_cache()  # any step old before an evaluation
     assert len(calls) == 3
-    model.options = model.options.model_copy(update={"refresh_every": 100})
+    model.settings = model.settings.model_copy(update={"refresh_every": 100})
 
 
 def test_prompts_keep_the_source_positions_of_an_absolute_position_encoder(tiny_bert2bert_dir, tiny_bert_dir,
@@ -288,10 +294,10 @@ def test_prompts_keep_the_source_positions_of_an_absolute_position_encoder(tiny_
         out = model.backbone(**inputs, labels=model.tokenizer(["born in"], return_tensors="pt")["input_ids"])
         assert torch.isfinite(out.loss)
     # "shift": consecutive positions (no position_ids passed), every source token moves
-    model.options.prompt_positions = "shift"
+    model.settings.prompt_positions = "shift"
     shifted = model._encoder_inputs(ids, att, prompts)
     assert "position_ids" not in shifted
-    model.options.prompt_positions = "keep"
+    model.settings.prompt_positions = "keep"
     # no prompts, or a relative-position encoder (T5): nothing to pass
     assert "position_ids" not in model._encoder_inputs(ids, att, None)
     t5_model, _ = built

@@ -16,7 +16,8 @@ def test_registered():
     reg = get_registry()
     for name in ("etrag.soft_knn", "etrag.topk", "etrag.random"):
         assert reg.get("retriever", name).name == name.split(".")[1]
-    assert reg.method("etrag").build_model is not None
+    assert reg.method("etrag").defaults["model"]["name"] == "etrag.rag"
+    assert reg.get("model", "etrag.rag").factory.name == "rag"
 
 
 def test_mean_cosine_is_mean_of_per_span_cosines():

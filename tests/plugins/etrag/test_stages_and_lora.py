@@ -13,8 +13,10 @@ def test_warmup_trains_only_retriever_and_projection(tiny_t5_dir, tiny_bert_dir)
     gen = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
     ret = {n: p.detach().clone() for n, p in model.span_encoder.named_parameters()}
     proj = model.projection.weight.detach().clone()
-    out = stage.run(model, model.tokenizer, data.splits["train"], {"seed": 0})
-    assert out is model
+    from relforge.components import StageContext
+
+    out = stage.run(model, StageContext(data.splits["train"], seed=0))
+    assert out.model is None and out.added_examples == []
     assert all(torch.equal(p, gen[n]) for n, p in model.backbone.named_parameters())
     assert any(not torch.equal(p, ret[n]) for n, p in model.span_encoder.named_parameters())
     assert not torch.equal(model.projection.weight, proj)
@@ -25,13 +27,13 @@ def test_lora_generator(tiny_t5_dir, tiny_bert_dir, tmp_path):
     pytest.importorskip("peft")
     from relforge.engine.build import load_saved
 
-    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "model.options.lora={r: 4, alpha: 8, target_modules: [q, v]}")
+    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "model.lora={r: 4, alpha: 8, target_modules: [q, v]}")
     model, data = _build(resolved)
     trainable = [n for n, p in model.backbone.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     feats = model.features(data.splits["train"], training=True)
     model.train()
-    loss = model(model.collate(feats[:4]))["loss"]
+    loss = model(model.collate(feats[:4])).loss
     loss.backward()
     assert any(p.grad is not None for n, p in model.backbone.named_parameters() if "lora_" in n)
     ranks = model.rank(data.splits["test"][:3])

@@ -50,8 +50,10 @@ def stage(resolved, registry, i):
 
 
 def context(resolved, registry, data, run):
-    return {"run": run, "data": data, "output_dir": run.output_dir / "pretraining", "seed": 13,
-            "resolved": resolved, "registry": registry}
+    from relforge.components import StageContext
+
+    return StageContext(train_examples=data.splits["train"], seed=13, output_dir=run.output_dir / "pretraining",
+                        run_dir=run.output_dir, run=run, resolved=resolved, registry=registry)
 
 
 def test_generation_then_both_stages_with_an_openai_compatible_llm(tiny_bert_dir, tmp_path):
@@ -66,7 +68,8 @@ def test_generation_then_both_stages_with_an_openai_compatible_llm(tiny_bert_dir
         train = data.splits["train"]
         n_train = len(train)
         related = [(ex, rel) for ex in train for rel in ex.relations]
-        assert stage(resolved, registry, 0).run(model, model.tokenizer, train, ctx) is model
+        result = stage(resolved, registry, 0).run(model, ctx)
+        assert result.model is None
         folder = run.output_dir / "tkre-knowledge"
         explanations = [json.loads(x) for x in (folder / "explanations.jsonl").read_text().splitlines()]
         assert len(explanations) == len(related)
@@ -76,10 +79,11 @@ def test_generation_then_both_stages_with_an_openai_compatible_llm(tiny_bert_dir
         assert report["validation"]["rejected"]["unparseable line"] > 0
         # the second round repeats the demonstrations it drew before: those repeats are rejected as duplicates
         assert "duplicate text" in report["validation"]["rejected"]
-        # kept synthetic examples join the training split the pipeline fine-tunes on
-        assert len(data.splits["train"]) == n_train + kept
-        assert all(ex.meta.get("tkre_synthetic") for ex in data.splits["train"][n_train:])
-        assert all(ex.check() == [] for ex in data.splits["train"][n_train:])
+        # kept synthetic examples are handed to the pipeline, which adds them to the training split
+        assert len(result.added_examples) == kept and len(data.splits["train"]) == n_train
+        assert all(ex.meta.get("tkre_synthetic") and ex.check() == [] for ex in result.added_examples)
+        data.splits["train"] = train + result.added_examples
+        ctx = context(resolved, registry, data, run)
         assert run.metrics["tkre/generate/synthetic_kept"] == kept
         sent = len(server.requests)
         # a rerun is answered from the cache: no request reaches the server
@@ -87,15 +91,14 @@ def test_generation_then_both_stages_with_an_openai_compatible_llm(tiny_bert_dir
                                                     f"pretraining.0.cache_path={tmp_path / 'cache.jsonl'}",
                                                     "pretraining.0.synthetic_rounds=2")
         run2 = FakeRun(tmp_path / "run2")
-        stage(resolved2, registry2, 0).run(model2, model2.tokenizer, data2.splits["train"],
-                                           context(resolved2, registry2, data2, run2))
+        stage(resolved2, registry2, 0).run(model2, context(resolved2, registry2, data2, run2))
         assert len(server.requests) == sent
         assert json.loads((run2.output_dir / "tkre-knowledge" / "validation.json").read_text())["synthetic_kept"] == kept
 
     before = {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
     head_before = {k: v.detach().clone() for k, v in model.classifier.state_dict().items()}
     for i in (1, 2):
-        assert stage(resolved, registry, i).run(model, model.tokenizer, data.splits["train"], ctx) is model
+        assert stage(resolved, registry, i).run(model, ctx).model is None
     after = model.encoder.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert any("word_embeddings" in k for k in changed) and any("encoder.layer" in k for k in changed)
@@ -108,9 +111,14 @@ def test_generation_then_both_stages_with_an_openai_compatible_llm(tiny_bert_dir
 
 def test_stage_refuses_a_model_without_an_encoder(tiny_bert_dir, tmp_path):
     resolved, registry, data, _ = setup(tiny_bert_dir)
-    with pytest.raises(TypeError, match="model.architecture: encoder"):
-        stage(resolved, registry, 1).run(torch.nn.Linear(2, 2), None, data.splits["train"],
-                                         context(resolved, registry, data, FakeRun(tmp_path)))
+    with pytest.raises(TypeError, match="needs a model with a bare encoder"):
+        stage(resolved, registry, 1).run(torch.nn.Linear(2, 2), context(resolved, registry, data, FakeRun(tmp_path)))
+    # and the configuration is refused before anything is built: the seq2seq model has no bare encoder
+    from relforge.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"pretraining.1: pretraining_stage tkre.mslm needs a bare encoder"):
+        load_config([], ["method=generative_ce", "data.dataset=quickstart",
+                         "pretraining=[tkre.generate, tkre.mslm, tkre.mslm_scl]"])
 
 
 def test_without_llm_the_stages_pretrain_on_sentences_and_say_so(tiny_bert_dir, tmp_path):
@@ -119,7 +127,8 @@ def test_without_llm_the_stages_pretrain_on_sentences_and_say_so(tiny_bert_dir, 
     ctx = context(resolved, registry, data, run)
     n = len(data.splits["train"])
     for i in (0, 1):
-        assert stage(resolved, registry, i).run(model, model.tokenizer, data.splits["train"], ctx) is model
+        result = stage(resolved, registry, i).run(model, ctx)
+        assert result.model is None and result.added_examples == []
     assert len(data.splits["train"]) == n
     usage = json.loads((run.output_dir / "tkre-knowledge" / "usage.json").read_text())
     assert usage["mslm"] == {"sentences": n, "explanations": 0, "synthetic": 0,
