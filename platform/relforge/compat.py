@@ -59,7 +59,7 @@ def check_compatibility(components: Mapping[str, tuple[str, BaseModel]], registr
         for target, needed in cls.requirements(components[path][1]).items():
             if target not in provided or target == path:
                 continue
-            missing = [a for a in needed if a not in provided[target]]
+            missing = sorted((a for a in needed if a not in provided[target]), key=lambda a: a.name)
             if missing:
                 problems.append(f"{path}: {label[path]} needs {'; '.join(a.value for a in missing)} from the "
                                 f"{target}, which {label[target]} does not provide")
