@@ -322,6 +322,50 @@ def report(
 
 
 @app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="The arm's run folders (one per seed).")],
+    baseline: Annotated[list[Path], typer.Option("--baseline", "-b", help="A baseline run folder (repeat: one "
+                        "per seed).")],
+    metric: Annotated[str, typer.Option("--metric", help="test/micro_f1, test/official_macro_f1 or "
+                      "test/accuracy.")] = "test/micro_f1",
+    resamples: Annotated[int, typer.Option("--resamples", min=100)] = 10_000,
+) -> None:
+    """Paired comparison of two arms from their runs' test predictions: Δ, 95% CIs and an approximate
+    randomisation p-value (seeds paired by each run's `seed`)."""
+    import yaml
+
+    from relforge.bench.compare import Comparison, comparison_markdown, read_predictions
+    from relforge.stats import compare_arms, count_metric
+
+    def arm(folders: list[Path]) -> tuple[dict[str, list[list[str]]], list[str], list[list[str]]]:
+        out, ids, gold = {}, None, None
+        for folder in folders:
+            try:
+                scored = read_predictions(folder)
+                cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) if (
+                    folder / "config.yaml").exists() else {}
+            except (FileNotFoundError, ValueError, yaml.YAMLError) as exc:
+                _fail(str(exc), 2)
+            seed = str((cfg or {}).get("seed", folder.name))
+            if seed in out:
+                _fail(f"{folder}: a second run with seed {seed} in one arm; give one run per seed", 2)
+            out[seed], ids, gold = scored.predictions, scored.ids, scored.gold
+        return out, ids, gold
+
+    a, ids_a, gold = arm(runs)
+    b, ids_b, _ = arm(baseline)
+    if ids_a != ids_b:
+        _fail("the two arms were not scored on the same test examples (their prediction ids differ)", 2)
+    try:
+        result = compare_arms(gold, a, b, count_metric(metric), n_resamples=resamples)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    result.metric = metric
+    typer.echo(comparison_markdown([Comparison(", ".join(str(r) for r in runs), ", ".join(str(r) for r in baseline),
+                                               result)], [], resamples=resamples), nl=False)
+
+
+@app.command()
 def quickstart(
     data_dir: DataDirOption = None,
     output_dir: Annotated[Path, typer.Option("--output-dir")] = Path("runs/bench"),

@@ -47,6 +47,46 @@ def aggregate(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> list
     return out
 
 
+#: logged figures that are not scores (no "best" among them)
+NOT_SCORES = ("tuned_threshold", "seconds", "episodes", "ci95", "ci95_low", "ci95_high", "std", "tp", "fp", "fn",
+              "n_pred", "n_gold", "multi_pairs", "coverage")
+
+
+def metric_direction(name: str) -> int:
+    """+1 when larger is better, -1 when smaller is (losses), 0 when the
+    figure is not a score (a tuned threshold, a count, a time)."""
+    key = name.split("/")[-1]
+    if key in NOT_SCORES or key.endswith(("_threshold", "_examples", "_pairs")) or key.startswith("untuned_"):
+        return 0
+    return -1 if "loss" in key else 1
+
+
+def _value(a: Aggregate) -> str:
+    if a.count == 1:
+        return f"{a.mean:.4f} (1 seed)"
+    return f"{a.mean:.4f} ± {a.std:.4f} (n={a.count})"
+
+
+def best_and_runner_up(aggs: Sequence[Aggregate], metric: str) -> list[tuple[str, str, str, str]]:
+    """Per column and data set of ``metric``: (column, best row, runner-up
+    row, data set), by the metric's direction."""
+    direction = metric_direction(metric)
+    if direction == 0:
+        return []
+    rows, cols, table = pivot(aggs, metric)
+    out = []
+    for c in cols:
+        by_set: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for r in rows:
+            if (r, c) in table:
+                by_set[table[(r, c)].dataset].append((direction * table[(r, c)].mean, r))
+        for dataset, entries in by_set.items():
+            if len(entries) >= 2:
+                entries.sort(reverse=True)
+                out.append((c, entries[0][1], entries[1][1], dataset))
+    return out
+
+
 def _row_axis(aggs: Sequence[Aggregate]) -> str | None:
     keys = list(aggs[0].group) if aggs else []
     return "method" if "method" in keys else (keys[0] if keys else None)
@@ -69,9 +109,16 @@ def pivot(aggs: Sequence[Aggregate], metric: str) -> tuple[list[str], list[str],
     return rows, cols, table
 
 
-def markdown(aggs: Sequence[Aggregate], metrics: Sequence[str], title: str) -> str:
-    lines = [f"# {title}", "", "Mean ± sample standard deviation over seeds (n = number of seeds); "
-             "in each column the best mean among the rows on the same data set is in bold.", ""]
+def markdown(aggs: Sequence[Aggregate], metrics: Sequence[str], title: str,
+             significant: set[tuple[str, str, str]] | None = None) -> str:
+    """The suite's table. ``significant``: (metric, row, column) cells whose
+    lead over the runner-up on the same data set is significant; only those
+    are bold."""
+    significant = significant or set()
+    lines = [f"# {title}", "", "Mean ± sample standard deviation over seeds (n = number of seeds; a single "
+             "seed is shown as such). Bold: the best score in its column and data set, only where its lead over "
+             "the next is significant (paired test on the test predictions, p < 0.05); figures that are not "
+             "scores are never bold.", ""]
     for m in metrics:
         rows, cols, table = pivot(aggs, m)
         if not rows:
@@ -79,9 +126,6 @@ def markdown(aggs: Sequence[Aggregate], metrics: Sequence[str], title: str) -> s
         mixed = len({a.dataset for a in table.values()}) > 1
         head = "| | data set | " if mixed else "| | "
         lines += [f"## {m}", "", head + " | ".join(cols) + " |", "|---|" + "---|" * (len(cols) + mixed)]
-        peers: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for (r, c), a in table.items():
-            peers[(c, a.dataset)].append(a.mean)
         for r in rows:
             cells = []
             for c in cols:
@@ -89,9 +133,8 @@ def markdown(aggs: Sequence[Aggregate], metrics: Sequence[str], title: str) -> s
                 if a is None:
                     cells.append("")
                     continue
-                text = f"{a.mean:.4f} ± {a.std:.4f} (n={a.count})"
-                group = peers[(c, a.dataset)]
-                cells.append(f"**{text}**" if a.mean == max(group) else text)
+                text = _value(a)
+                cells.append(f"**{text}**" if (m, r, c) in significant else text)
             sets = sorted({table[(r, c)].dataset for c in cols if (r, c) in table})
             label = f"| {r} | {', '.join(s or '?' for s in sets)} | " if mixed else f"| {r} | "
             lines.append(label + " | ".join(cells) + " |")
@@ -99,10 +142,11 @@ def markdown(aggs: Sequence[Aggregate], metrics: Sequence[str], title: str) -> s
     return "\n".join(lines)
 
 
-def write_report(aggs: Sequence[Aggregate], metrics: Sequence[str], folder: Path, title: str) -> list[Path]:
+def write_report(aggs: Sequence[Aggregate], metrics: Sequence[str], folder: Path, title: str,
+                 significant: set[tuple[str, str, str]] | None = None, extra: str = "") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / "report.md"
-    md.write_text(markdown(aggs, metrics, title), encoding="utf-8")
+    md.write_text(markdown(aggs, metrics, title, significant) + ("\n" + extra if extra else ""), encoding="utf-8")
     table = folder / "report.csv"
     keys = sorted({k for a in aggs for k in a.group})
     with table.open("w", newline="", encoding="utf-8") as fh:

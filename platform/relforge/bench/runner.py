@@ -183,6 +183,7 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
     MLflow when tracking is on, else from the cells' result.json files),
     write the report and log it to the suite's parent run."""
     from relforge.bench import store
+    from relforge.bench.compare import comparison_markdown, forest_plot, mlflow_metrics
     from relforge.bench.report import aggregate, markdown, write_report
 
     console = console or Console()
@@ -200,8 +201,15 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
     if not rows:
         raise ValueError(f"suite {spec.name!r} has no finished cells yet (run `relforge bench` first)")
     aggs = aggregate(rows, spec.metrics)
-    paths = write_report(aggs, spec.metrics, root / "report", f"Suite {spec.name}")
-    console.print(markdown(aggs, spec.metrics, f"Suite {spec.name} ({len(rows)} finished cells)"), markup=False)
+    comparisons, notes, significant = paired_comparisons(spec, aggs, root, registry=registry)
+    extra = comparison_markdown(comparisons, notes, resamples=spec.compare.resamples if spec.compare else 10_000)
+    paths = write_report(aggs, spec.metrics, root / "report", f"Suite {spec.name}", significant, extra)
+    forest = forest_plot(comparisons, root / "report" / "forest.png")
+    if forest is not None:
+        paths.append(forest)
+    console.print(markdown(aggs, spec.metrics, f"Suite {spec.name} ({len(rows)} finished cells)", significant),
+                  markup=False)
+    console.print(extra, markup=False)
     if client is not None:
         parent = store.find_parent(client, tracking, spec.name, "1/1") or next(
             iter(store.search(client, tracking, [f"tags.`relforge.suite` = '{spec.name}'",
@@ -210,4 +218,31 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
         if parent_id:
             for p in paths:
                 client.log_artifact(parent_id, str(p), "report")
+            for key, value in mlflow_metrics(comparisons).items():
+                client.log_metric(parent_id, key, value)
     return paths
+
+
+def paired_comparisons(spec: SuiteFile, aggs, root: Path, *, registry=None):
+    """(comparisons, notes, significant best cells) of a suite's finished
+    cells, from the prediction files in their folders."""
+    from relforge.bench.compare import PREDICTIONS, compare_cells, compare_groups
+    from relforge.bench.report import best_and_runner_up, pivot
+
+    finished = []
+    for cell in expand(spec, registry=registry):
+        folder = cell_dir(root, cell)
+        if not cell.error and any((folder / name).exists() for name in PREDICTIONS):
+            finished.append((cell.coordinates, folder))
+    baseline = spec.compare.baseline if spec.compare else None
+    resamples = spec.compare.resamples if spec.compare else 10_000
+    comparisons, notes = compare_cells(finished, spec.metrics, baseline, n_resamples=resamples)
+    significant: set[tuple[str, str, str]] = set()
+    for metric in spec.metrics:
+        _, _, table = pivot(aggs, metric)
+        for col, best, runner, _dataset in best_and_runner_up(aggs, metric):
+            result = compare_groups(finished, table[(best, col)].group, table[(runner, col)].group, metric,
+                                    n_resamples=resamples)
+            if result is not None and result.p_value < 0.05:
+                significant.add((metric, best, col))
+    return comparisons, notes, significant

@@ -16,6 +16,8 @@ A suite is YAML::
       - when: {method: generative_ce}      # a list of values matches any of them
         set: {decoder.num_beams: 2}
     metrics: [test/micro_f1]    # what the comparison table shows (test/*, final_dev/*)
+    compare:                    # paired tests in `relforge report` (default: arms differing in one coordinate)
+      baseline: {method: generative_ce}
 
 A cell's configuration is: method defaults < ``base`` < its coordinates <
 matching ``overrides`` (validated like any run configuration).
@@ -42,6 +44,16 @@ class _When(BaseModel):
     set: dict[str, Any]
 
 
+class CompareSpec(BaseModel):
+    """``compare: {baseline: {method: generative_ce}}``: which arm each other
+    arm is compared with (paired tests in ``relforge report``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    baseline: dict[str, Any] = Field(default_factory=dict)
+    #: resamples of the paired bootstrap and the permutation test
+    resamples: int = Field(10_000, ge=100)
+
+
 class SuiteFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -51,6 +63,7 @@ class SuiteFile(BaseModel):
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     overrides: list[_When] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=lambda: ["test/micro_f1"])
+    compare: CompareSpec | None = None
 
 
 @dataclass
