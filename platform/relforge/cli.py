@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from relforge.components import ComponentKind
 
 app = typer.Typer(
     name="relforge",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from pydantic import Field
 
 from relforge.components import Ability, RenderedExample, Settings, Template
 from relforge.data.example import Example

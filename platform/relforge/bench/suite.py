@@ -28,7 +28,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +78,6 @@ class Cell:
     def cell_id(self) -> str:
         parts = [f"{k.split('.')[-1]}={_short(v)}" for k, v in self.coordinates.items()]
         return ",".join(parts) or "default"
-
-
-@dataclass
-class Suite:
-    spec: SuiteFile
-    path: Path | None
-    cells: list[Cell] = field(default_factory=list)
 
 
 def _short(v: Any) -> str:

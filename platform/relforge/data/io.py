@@ -65,21 +65,6 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataFormatError(path, "the file is empty")
 
 
-def load_records(path: Path) -> list[tuple[str, Any]]:
-    """Records of a file that is either one JSON array or JSON lines.
-
-    Returns (record locator, record) pairs; the locator is ``"record N"``
-    (0-based index) for an array and ``"line N"`` for JSON lines.
-    """
-    text = read_text(path)
-    if not text.strip():
-        raise DataFormatError(path, "the file is empty")
-    if text.lstrip().startswith("["):
-        data = load_json(path)
-        return [(f"record {i}", r) for i, r in enumerate(data)]
-    return [(f"line {i}", r) for i, r in iter_jsonl(path)]
-
-
 def write_jsonl(path: Path, rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as f:

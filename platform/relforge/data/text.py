@@ -61,15 +61,3 @@ def char_to_token_span(offsets: Sequence[tuple[int, int]], start: int, end: int)
     if ts is None or te is None or te <= ts:
         return None
     return ts, te
-
-
-def find_token_span(tokens: Sequence[str], needle: Sequence[str], *, start: int = 0) -> int | None:
-    """Index of the first occurrence of ``needle`` as a token sub-sequence."""
-    n = len(needle)
-    if n == 0:
-        return None
-    first = needle[0]
-    for i in range(start, len(tokens) - n + 1):
-        if tokens[i] == first and list(tokens[i:i + n]) == list(needle):
-            return i
-    return None
