@@ -31,7 +31,16 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 1) -> None:
+#: set by ``--debug`` / ``RELFORGE_DEBUG=1``: user errors show their traceback
+DEBUG = False
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """A user error: one line on stderr, exit code 2 (1 for a failure that is
+    not the input's fault, such as failed suite cells). With ``--debug``,
+    called while handling an exception, that exception is raised instead."""
+    if DEBUG and sys.exc_info()[1] is not None:
+        raise  # noqa: PLE0704 - re-raise the exception being handled
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -297,7 +306,7 @@ def bench(
         _fail(str(exc))
     failed = [r for r in results if r.status == "FAILED"]
     if failed:
-        _fail(f"{len(failed)} of {len(results)} cells failed: " + "; ".join(
+        _fail(code=1, message=f"{len(failed)} of {len(results)} cells failed: " + "; ".join(
             f"{r.cell.cell_id}: {r.error}" for r in failed))
 
 
@@ -402,8 +411,47 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
-def main() -> None:
-    app()
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (configuration, data, files, a plugin
+    that is not installed, a damaged checkpoint): shown as one line, exit 2."""
+    from relforge.data.errors import DataError
+    from relforge.engine.trainer import NonFiniteLossError
+    from relforge.registry import RegistryError
+    from relforge.validation import ConfigError, InputError
+
+    errors: list[type[BaseException]] = [ConfigError, InputError, DataError, RegistryError, NonFiniteLossError,
+                                         OSError, UnicodeDecodeError, json.JSONDecodeError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: typer's app, with every user error as one line
+    (``error: ...``) and exit code 2; ``--debug`` (anywhere on the command
+    line) or ``RELFORGE_DEBUG=1`` shows the traceback instead."""
+    import os
+
+    global DEBUG
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("RELFORGE_DEBUG", "") not in ("", "0")
+    if "--debug" in args:
+        args.remove("--debug")
+        debug = True
+    DEBUG = debug
+    try:
+        app(args=args, prog_name="relforge")
+    except _user_errors() as exc:
+        if debug:
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__ + ': ' if isinstance(exc, OSError) else ''}"
+                          f"{text} (--debug shows the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -103,9 +103,9 @@ class TrainConfig(_Strict):
     mixed_precision: str = "no"
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
     #: evaluate on dev every epoch, or every N optimizer steps
-    eval_every: Literal["epoch"] | int = "epoch"
+    eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
     #: write the resumable checkpoint every epoch, or every N optimizer steps
-    save_every: Literal["epoch"] | int = "epoch"
+    save_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
     early_stopping_patience: int | None = Field(None, gt=0)
     #: the dev metric that selects the best checkpoint ("auto": the data set's
     #: headline metric), and whether higher is better
@@ -430,6 +430,32 @@ def redact(x: Any, _key: str = "") -> Any:
     if isinstance(x, str) and x and any(m in lowered for m in SECRET_MARKERS):
         return "***"
     return x
+
+
+#: top-level keys that say where and how a run is recorded, not what it computes
+NOT_IDENTITY = ("tracking", "name", "output_dir")
+
+
+def identity_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a configuration that decides a run's result."""
+    return {k: v for k, v in data.items() if k not in NOT_IDENTITY}
+
+
+def config_hash(data: Mapping[str, Any]) -> str:
+    """A stable hash of a resolved configuration (tracking and names left out,
+    so that where a run is logged does not change which run it is)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(identity_config(data), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every setting that differs between two
+    configurations' identities (flattened key paths)."""
+    a, b = flatten(identity_config(old)), flatten(identity_config(new))
+    return [f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
 
 
 def flatten(x: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

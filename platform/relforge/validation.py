@@ -37,3 +37,9 @@ def validate_settings(model: type[BaseModel], data: Mapping[str, Any], *, path: 
     except ValidationError as exc:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(
             format_validation_error(exc, prefix=path, component=component))) from None
+
+
+class InputError(ValueError):
+    """Bad input that is neither configuration nor data: a damaged or
+    foreign file or folder given to a command (the message names it and the
+    way out)."""

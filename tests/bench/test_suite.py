@@ -93,4 +93,4 @@ def test_bench_dry_run_cli():
     assert res.exit_code == 0, res.output
     assert "method=generative_ce,seed=13" in res.stdout
     res = CliRunner().invoke(app, ["bench", "no-such-suite"])
-    assert res.exit_code == 1 and "not found" in res.output
+    assert res.exit_code == 2 and "not found" in res.output

@@ -48,7 +48,7 @@ def test_a_config_file_whose_path_holds_equals_signs_is_a_file(tmp_path):
 
 def test_config_show_error_names_key(tmp_path):
     res = runner.invoke(app, ["config", "show", "train.epochz=1"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "train.epochz: unknown key" in res.output
 
 
@@ -61,7 +61,7 @@ def test_help_lists_every_command():
 
 def test_new_plugin_refuses_bad_name_clashing_files_and_an_installed_plugin_name(tmp_path):
     res = runner.invoke(app, ["new-plugin", "My-Plugin", "--dir", str(tmp_path / "x")])
-    assert res.exit_code == 1 and "lower-case Python identifier" in res.output
+    assert res.exit_code == 2 and "lower-case Python identifier" in res.output
     # a folder with other files is fine (a repository's root, say) ...
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("x")
@@ -70,7 +70,40 @@ def test_new_plugin_refuses_bad_name_clashing_files_and_an_installed_plugin_name
     assert (tmp_path / "full" / "relforge_ok" / "__init__.py").exists()
     # ... but nothing is overwritten
     res = runner.invoke(app, ["new-plugin", "ok", "--dir", str(tmp_path / "full")])
-    assert res.exit_code == 1 and "pyproject.toml" in res.output and "nothing was written" in res.output
+    assert res.exit_code == 2 and "pyproject.toml" in res.output and "nothing was written" in res.output
     # a name an installed plugin has would make every component name ambiguous
     res = runner.invoke(app, ["new-plugin", "cptuning", "--dir", str(tmp_path / "c")])
-    assert res.exit_code == 1 and "taken by an installed plugin" in res.output and not (tmp_path / "c").exists()
+    assert res.exit_code == 2 and "taken by an installed plugin" in res.output and not (tmp_path / "c").exists()
+
+
+def test_user_errors_are_one_line_with_exit_code_2_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    from relforge.cli import main
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "relforge.json").write_text("{\n")  # a damaged model folder
+    (tmp_path / "in.jsonl").write_text("")
+    argv = ["predict", str(folder), "--input", str(tmp_path / "in.jsonl")]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.count("\n") == 1 and "relforge.json" in err and "not valid JSON" in err
+    assert "Traceback" not in err
+    from relforge.validation import InputError
+
+    with pytest.raises(InputError):
+        main([*argv, "--debug"])
+    monkeypatch.setenv("RELFORGE_DEBUG", "1")
+    with pytest.raises(InputError):
+        main(argv)
+    monkeypatch.delenv("RELFORGE_DEBUG")
+    # an error no command catches (an unknown data set) gets the same treatment
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "stats", "nosuchset"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "nosuchset" in err and err.count("\n") == 1
+    # a divisor of zero is refused with the configuration, not after training starts
+    with pytest.raises(SystemExit) as exit_:
+        main(["config", "show", "method=generative_ce", "train.save_every=0"])
+    assert exit_.value.code == 2 and "train.save_every" in capsys.readouterr().err

@@ -140,9 +140,9 @@ def test_cli_stats(jsonl_dir, tmp_path):
                               "--set", "files={train: train.jsonl}"])
     assert res.exit_code == 0 and "likes" in res.output and "train" in res.output
     res = runner.invoke(app, ["data", "stats", "semeval", "--data-dir", str(tmp_path)])
-    assert res.exit_code == 1 and "TRAIN_FILE.TXT" in res.output
+    assert res.exit_code == 2 and "TRAIN_FILE.TXT" in res.output
     res = runner.invoke(app, ["data", "stats", "no_such_set", "--data-dir", str(tmp_path)])
-    assert res.exit_code == 1 and "unknown dataset" in res.output
+    assert res.exit_code == 2 and "unknown dataset" in res.output
 
 
 def test_dev_size_caps_dev_with_a_seeded_stratified_sample(jsonl_dir):

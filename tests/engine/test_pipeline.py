@@ -142,6 +142,27 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
 
 def test_train_cli_reports_bad_config_and_missing_model(tmp_path):
     res = CliRunner().invoke(app, ["train", "method=generative_ce", "train.epochz=1"])
-    assert res.exit_code == 1 and "train.epochz: unknown key" in res.output
+    assert res.exit_code == 2 and "train.epochz: unknown key" in res.output
     res = CliRunner().invoke(app, ["predict", str(tmp_path)])
-    assert res.exit_code == 1 and "neither a model folder" in res.output
+    assert res.exit_code == 2 and "neither a model folder" in res.output
+
+
+def test_a_reused_run_folder_with_another_configuration_is_refused(tiny_bert_dir, tmp_path):
+    """Issue 19: the second command used to resume the first run and report
+    its model under the new settings."""
+    base = ["train", "method=marker_classifier", "data.dataset=quickstart", f"model.backbone={tiny_bert_dir}",
+            "data.dataset.train_size=16", "data.dataset.dev_size=4", "data.dataset.test_size=4",
+            "model.max_source_length=48", "tracking.trackers=[]", "--output-dir", str(tmp_path / "X")]
+    res = CliRunner().invoke(app, [*base, "train.epochs=1"])
+    assert res.exit_code == 0, res.output
+    before = (tmp_path / "X" / "config.yaml").read_text()
+    res = CliRunner().invoke(app, [*base, "train.epochs=3", "train.learning_rate=1e-3"])
+    assert res.exit_code != 0
+    assert "another configuration" in res.output and "train.epochs: 1 -> 3" in res.output
+    assert "train.learning_rate" in res.output and "--no-resume" in res.output
+    assert (tmp_path / "X" / "config.yaml").read_text() == before  # nothing of the old run was touched
+    # the same configuration resumes (the run finished: nothing left to train), --no-resume starts afresh
+    assert CliRunner().invoke(app, [*base, "train.epochs=1"]).exit_code == 0
+    res = CliRunner().invoke(app, [*base, "train.epochs=3", "--no-resume"])
+    assert res.exit_code == 0, res.output
+    assert "epochs: 3" in (tmp_path / "X" / "config.yaml").read_text()

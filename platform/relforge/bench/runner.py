@@ -99,7 +99,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                 tags["parent_run_id"] = parent_id
             try:
                 outcome = train_run(cell.resolved, registry=registry, data_dir=data_dir, output_dir=folder,
-                                    tags=tags, progress=progress)
+                                    tags=tags, progress=progress, resume=not rerun)
             except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the suite goes on
                 msg = f"{type(exc).__name__}: {exc}"
                 console.print(f"[red]cell failed:[/] {msg}", highlight=False)

@@ -24,7 +24,6 @@ matching ``overrides`` (validated like any run configuration).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Mapping
@@ -35,7 +34,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from relforge.config import ConfigError, ResolvedConfig, load_config
+from relforge.config import ConfigError, ResolvedConfig, config_hash, load_config
 
 
 class _When(BaseModel):
@@ -91,11 +90,6 @@ def _matches(coords: Mapping[str, Any], pattern: Mapping[str, Any]) -> bool:
                for k, v in pattern.items())
 
 
-def config_hash(data: Mapping[str, Any]) -> str:
-    """A stable hash of a resolved configuration (tracking and names left out,
-    so that where a run is logged does not change which run it is)."""
-    relevant = {k: v for k, v in data.items() if k not in ("tracking", "name", "output_dir")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_suite(path: str | Path) -> SuiteFile:

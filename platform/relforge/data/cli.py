@@ -13,7 +13,7 @@ DataDirOption = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Folder holding the data sets (default: $RELFORGE_DATA_DIR).")]
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 2) -> None:
     from rich.console import Console
 
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)

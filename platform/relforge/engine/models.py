@@ -29,6 +29,7 @@ from relforge.components import (
 )
 from relforge.data.example import Example
 from relforge.decoding.trie import encode_targets
+from relforge.validation import InputError
 
 META_FILE = "relforge.json"
 LOSS_STATE_FILE = "loss.safetensors"
@@ -416,5 +417,5 @@ def read_meta(folder: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); the model folder is damaged -- re-save it from its "
+        raise InputError(f"{path}: not valid JSON ({exc}); the model folder is damaged -- re-save it from its "
                          f"run or train again") from None

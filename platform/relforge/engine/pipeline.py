@@ -66,6 +66,31 @@ def run_tags(resolved: ResolvedConfig, registry) -> dict[str, str]:
     return tags
 
 
+def check_same_run(folder: Path, resolved: ResolvedConfig) -> None:
+    """Resuming ``folder`` needs the configuration that made it: a folder
+    holding a checkpoint or a selected model from another configuration is
+    refused, naming the settings that differ (never a silent resume that
+    reports the old model under the new settings)."""
+    import yaml
+
+    from relforge.config import ConfigError, identity_differences, redact
+
+    saved = folder / "config.yaml"
+    if not saved.is_file() or not any((folder / name).exists() for name in ("checkpoint", "best")):
+        return
+    try:
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{saved}: unreadable ({type(exc).__name__}); it cannot be checked against this "
+                          f"configuration: use another --output-dir") from None
+    diffs = identity_differences(old, redact(resolved.data))
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        raise ConfigError(f"{folder} holds a run of another configuration ({shown}); resuming it would report "
+                          f"that run under these settings. Use a new --output-dir, or move the folder aside "
+                          f"and pass --no-resume (relforge bench: --rerun) to start afresh there")
+
+
 def plugin_versions(registry) -> dict[str, dict[str, str | None]]:
     """Plugin name -> its distribution and version, for a saved model's meta."""
     out = {}
@@ -129,6 +154,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
 
     registry = registry or get_registry()
     model_class(resolved, registry)  # no model configured: refused before the run starts
+    if output_dir is not None and resume:
+        check_same_run(Path(output_dir), resolved)
     run_cfg = resolved.run
     t0 = time.perf_counter()
     all_tags = {**run_tags(resolved, registry), **(tags or {})}
