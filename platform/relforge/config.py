@@ -150,9 +150,25 @@ class DecisionSettings(_Strict):
         return self
 
 
+def folder_name(value: str | None, what: str = "name") -> str | None:
+    """``value`` if it is a plain folder name (it becomes one under the
+    output folder), else a ValueError: no separators, no ``..``."""
+    if value is None:
+        return value
+    if not value.strip() or "/" in value or "\\" in value or value in (".", "..") or value.startswith("~"):
+        raise ValueError(f"{what} {value!r} must be a plain folder name (no '/', '\\', '..'): it names a folder "
+                         f"inside the output folder")
+    return value
+
+
 class RunConfig(_Strict):
     method: str | None = None
     name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_inside(cls, v: str | None) -> str | None:
+        return folder_name(v, "name")
     seed: int = 42
     output_dir: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -417,18 +433,51 @@ def _deep_copy(x: Any) -> Any:
 
 
 SECRET_MARKERS = ("api_key", "apikey", "secret", "password", "token", "authorization")
+#: keys that name where a secret is kept (an environment variable), not the secret: saved as written
+SECRET_REFERENCES = ("_env", "_var", "_file", "_path")
+#: query parameters of a URL that carry credentials
+_URL_SECRET_PARAMS = ("key", "api_key", "apikey", "token", "access_token", "secret", "password", "sig",
+                      "signature", "auth")
+
+
+def redact_url(text: str) -> str:
+    """``scheme://user:pass@host/...?key=...`` with the user information and
+    credential-like query values replaced by ``***``; other text unchanged."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _URL_SECRET_PARAMS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in _URL_SECRET_PARAMS else v) for k, v in pairs])
+    if (netloc, query) == (parts.netloc, parts.query):
+        return text
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def redact(x: Any, _key: str = "") -> Any:
-    """A copy with the values of secret-looking keys replaced by '***'.
-    ``max_*_tokens``-style keys are numbers, not secrets, and are kept."""
+    """A copy with the values of secret-looking keys replaced by '***', and
+    credentials inside URL values (``https://user:key@host``, ``?api_key=``)
+    masked. ``max_*_tokens``-style keys are numbers, not secrets, and are
+    kept; so are keys that only name where a secret lives (``api_key_env``)."""
     if isinstance(x, Mapping):
         return {k: redact(v, str(k)) for k, v in x.items()}
     if isinstance(x, list):
         return [redact(v, _key) for v in x]
     lowered = _key.lower()
-    if isinstance(x, str) and x and any(m in lowered for m in SECRET_MARKERS):
-        return "***"
+    if isinstance(x, str) and x:
+        if any(m in lowered for m in SECRET_MARKERS) and not lowered.endswith(SECRET_REFERENCES):
+            return "***"
+        return redact_url(x)
     return x
 
 

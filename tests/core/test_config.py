@@ -121,3 +121,27 @@ def test_data_sampling_is_validated_when_the_config_is_loaded():
     with pytest.raises(ConfigError, match=r"data\.sampling\.kk: unknown key"):
         load_config([], ["data.dataset=quickstart", "data.sampling.kind=kshot", "data.sampling.k=8",
                          "data.sampling.seed=13", "data.sampling.kk=3"])
+
+
+def test_credentials_in_urls_are_redacted_and_secret_references_kept():
+    data = {"pretraining": [{"name": "tkre.generate", "llm": {
+        "base_url": "https://user:sk-planted@host.example/v1?api_key=sk-planted2&model=m",
+        "api_key_env": "OPENAI_API_KEY", "api_key": "sk-planted3"}}],
+        "tracking": {"tracking_uri": "http://host/mlflow"}}
+    red = redact(data)
+    llm = red["pretraining"][0]["llm"]
+    text = str(red)
+    assert "sk-planted" not in text
+    assert llm["base_url"].startswith("https://***@host.example/v1?") and "model=m" in llm["base_url"]
+    assert llm["api_key_env"] == "OPENAI_API_KEY" and llm["api_key"] == "***"
+    assert red["tracking"]["tracking_uri"] == "http://host/mlflow"  # nothing to hide: unchanged
+
+
+def test_run_and_suite_names_stay_inside_their_output_folders():
+    from relforge.bench.suite import SuiteFile
+
+    with pytest.raises(ConfigError, match=r"name: .*plain folder name"):
+        load_config([], ["name=../../escaped"])
+    with pytest.raises(ValueError, match="suite name"):
+        SuiteFile(name="../../x")
+    assert load_config([], ["name=my-run"]).run.name == "my-run"

@@ -166,3 +166,20 @@ def test_a_reused_run_folder_with_another_configuration_is_refused(tiny_bert_dir
     res = CliRunner().invoke(app, [*base, "train.epochs=3", "--no-resume"])
     assert res.exit_code == 0, res.output
     assert "epochs: 3" in (tmp_path / "X" / "config.yaml").read_text()
+
+
+def test_a_planted_secret_is_nowhere_in_the_run_folder_artifacts_or_the_store(tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    cfg = config("marker_classifier", tiny_bert_dir, "train.max_steps=1", "data.dataset.train_size=16",
+                 "options.llm.base_url=https://user:PLANTED-1@host.example/v1?api_key=PLANTED-2",
+                 "options.llm.api_key=PLANTED-3", "options.llm.api_key_env=MY_KEY_VARIABLE",
+                 "options.auth_token=PLANTED-4", "tracking.experiment=secrets")
+    train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    seen = []
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and b"PLANTED" in path.read_bytes():
+            seen.append(str(path))
+    assert not seen, seen
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["options"]["llm"]["api_key_env"] == "MY_KEY_VARIABLE"  # a variable's name is kept

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from relforge.config import ConfigError, ResolvedConfig, config_hash, load_config
 
@@ -63,6 +63,13 @@ class SuiteFile(BaseModel):
     overrides: list[_When] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=lambda: ["test/micro_f1"])
     compare: CompareSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_inside(cls, v: str) -> str:
+        from relforge.config import folder_name
+
+        return folder_name(v, "suite name")
 
 
 @dataclass
