@@ -517,6 +517,12 @@ class REModel(Component):
     def save(self, folder: Path, meta: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
+    def take_counts(self) -> dict[str, float]:
+        """What the model counted since the last call that a user must hear
+        of (examples windowed to fit the length, ...); the pipeline logs it
+        as ``model/<name>`` metrics. Default: nothing."""
+        return {}
+
 
 class Embeds(ABC):
     """Model ability: pair vectors for prototypes (episodic evaluation)."""

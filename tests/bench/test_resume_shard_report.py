@@ -33,20 +33,34 @@ def test_aggregation_on_hand_made_rows():
     assert aggs[("b", 8)].std == 0.0 and aggs[("b", 16)].count == 1
     assert ("a", 16) not in aggs
     md = markdown(list(aggs.values()), ["test/f1"], "t")
-    assert "| b | **0.6500 ± 0.0000 (n=2)** | **0.8000 ± 0.0000 (n=1)** |" in md
+    # no significance known: nothing is bold; one seed is said plainly (no "± 0.0000")
+    assert "| b | 0.6500 ± 0.0000 (n=2) | 0.8000 (1 seed) |" in md
     assert "| a | 0.6000 ± 0.1414 (n=2) |  |" in md and "| data set |" not in md
+    # a cell whose lead is significant is bold
+    bold = markdown(list(aggs.values()), ["test/f1"], "t", significant={("test/f1", "b", "k=8")})
+    assert "| b | **0.6500 ± 0.0000 (n=2)** | 0.8000 (1 seed) |" in bold
 
 
-def test_report_bolds_the_best_row_per_data_set_only():
-    rows = [{"coordinates": {"options.cell": c, "seed": 1}, "metrics": {"test/f1": v}, "dataset": d}
+def test_report_ranks_rows_per_data_set_by_the_metric_direction():
+    from relforge.bench.report import best_and_runner_up, metric_direction
+
+    rows = [{"coordinates": {"options.cell": c, "seed": 1}, "metrics": {"test/f1": v, "train/loss": 1 - v,
+                                                                         "dev/tuned_threshold": v},
+             "dataset": d}
             for c, v, d in [("nyt-x", 0.3, "nyt"), ("nyt-y", 0.2, "nyt"), ("wiki-x", 0.6, "wiki80"),
                             ("wiki-y", 0.7, "wiki80")]]
-    md = markdown(aggregate(rows, ["test/f1"]), ["test/f1"], "t")
+    aggs = aggregate(rows, ["test/f1", "train/loss", "dev/tuned_threshold"])
+    # the best per data set (NYT's best is below both Wiki80 rows), by direction; a threshold is no score
+    assert sorted(best_and_runner_up(aggs, "test/f1")) == [("test/f1", "nyt-x", "nyt-y", "nyt"),
+                                                           ("test/f1", "wiki-y", "wiki-x", "wiki80")]
+    assert sorted(b for _, b, _, _ in best_and_runner_up(aggs, "train/loss")) == ["nyt-x", "wiki-y"]
+    assert best_and_runner_up(aggs, "dev/tuned_threshold") == []
+    assert (metric_direction("test/micro_f1"), metric_direction("train/loss"),
+            metric_direction("dev/tuned_threshold")) == (1, -1, 0)
+    md = markdown(aggs, ["test/f1"], "t", significant={("test/f1", "wiki-y", "test/f1")})
     assert "| | data set | test/f1 |" in md
-    assert "| nyt-x | nyt | **0.3000 ± 0.0000 (n=1)** |" in md  # best on NYT, below both Wiki80 rows
-    assert "| nyt-y | nyt | 0.2000 ± 0.0000 (n=1) |" in md
-    assert "| wiki-x | wiki80 | 0.6000 ± 0.0000 (n=1) |" in md
-    assert "| wiki-y | wiki80 | **0.7000 ± 0.0000 (n=1)** |" in md
+    assert "| nyt-x | nyt | 0.3000 (1 seed) |" in md  # best on NYT, but no test says the lead is real
+    assert "| wiki-y | wiki80 | **0.7000 (1 seed)** |" in md
 
 
 def test_a_cell_run_reports_its_final_metrics_not_its_curves():

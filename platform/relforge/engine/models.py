@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,8 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
         self.decision_threshold = decision_threshold
         #: a learned threshold recorded with the saved model (used when no loss is loaded)
         self.saved_log_threshold: float | None = None
+        #: sources cut at max_source_length since the last take_counts()
+        self.truncated_total = 0
         if isinstance(loss, torch.nn.Module):  # losses with parameters (a learned threshold) train too
             self.loss_module = loss
 
@@ -119,7 +121,22 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
                 out.append({"id": ex.id, "source": rendered.source, "target": target,
                             "candidates": rendered.candidates, "gold": gold, "extra": rendered.extra,
                             "example": i if training else -1})
+        self.say_truncated(self.count_truncated([f["source"] for f in out]), "training" if training else "scoring")
         return out
+
+    def count_truncated(self, sources: Sequence[str]) -> int:
+        """How many distinct ``sources`` are longer than ``max_source_length``
+        (their end is cut when encoded: template text after the sentence,
+        entity mentions past the cut); added to ``truncated_total``."""
+        lengths = self.tokenizer(list(dict.fromkeys(sources)), add_special_tokens=True)["input_ids"]
+        long = sum(1 for ids in lengths if len(ids) > self.max_source_length)
+        self.truncated_total += long
+        return long
+
+    def say_truncated(self, count: int, what: str) -> None:
+        if count:
+            print(f"{type(self).name}: {count} source(s) longer than max_source_length ({self.max_source_length} "
+                  f"tokens) are cut at that length ({what}); raise model.max_source_length to keep them whole")
 
     def collate(self, features: Sequence[Mapping[str, Any]]) -> Seq2SeqBatch:
         enc = self.tokenizer([f["source"] for f in features], padding=True, truncation=True,
@@ -172,14 +189,21 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
         self.eval()
         self.check_labels(labels)
         rankings: list[list[ScoredCandidate]] = []
+        cut = 0
         try:
             for i in range(0, len(examples), batch_size):
                 chunk = [self.template.render(ex, self.label_words) for ex in examples[i:i + batch_size]]
+                cut += self.count_truncated([r.source for r in chunk])
                 candidates = [self.restrict(r.candidates, labels) for r in chunk]
                 rankings += self.decoder.rank(self.backbone, self.tokenizer, [r.source for r in chunk], candidates)
         finally:
             self.train(was_training)
+        self.say_truncated(cut, "scoring")
         return self.shift_scores(rankings)
+
+    def take_counts(self) -> dict[str, float]:
+        total, self.truncated_total = self.truncated_total, 0
+        return {"truncated_sources": float(total)} if total else {}
 
     # ---- a learned threshold -------------------------------------------
 
@@ -242,6 +266,12 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
 
 class MarkerClassifierSettings(ModelSettings):
     dropout: float = Field(0.1, ge=0, lt=1)
+    #: a source longer than max_source_length: "window" keeps both entity
+    #: markers by cutting the text around the pair (two windows joined by
+    #: " ... " when the entities are further apart than the length), counted
+    #: and reported; "error" refuses such an example. No example is ever
+    #: scored from a position that is not its marker.
+    truncation: Literal["window", "error"] = "window"
 
 
 class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups, HasEncoder):
@@ -269,6 +299,9 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
         self.no_relation = no_relation
         self.max_source_length = max_source_length
         self.multi_label = bool(loss.multi_label) if loss is not None and multi_label is None else bool(multi_label)
+        #: example id -> windowed length, since the last report; and the running total
+        self.windowed: dict[str, int] = {}
+        self.windowed_total = 0
         hidden = encoder.config.hidden_size
         self.dropout = torch.nn.Dropout(dropout)
         self.classifier = torch.nn.Sequential(torch.nn.Linear(2 * hidden, hidden), torch.nn.Tanh(),
@@ -304,8 +337,9 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
             if unknown:
                 raise KeyError(f"example {ex.id}: relation(s) {sorted(unknown)} are not in the label space")
             gold = sorted(ex.relations) or ([self.no_relation] if self.no_relation else [])
-            out.append({"id": ex.id, "source": r.source, "head_start": r.extra["head_start"],
-                        "tail_start": r.extra["tail_start"], "gold": gold})
+            out.append({"id": ex.id, **self.fit_window(ex.id, r.source, r.extra["head_start"],
+                                                       r.extra["tail_start"]), "gold": gold})
+        self.report_windows("training" if training else "scoring")
         return out
 
     def collate(self, features: Sequence[Mapping[str, Any]]) -> ClassifierBatch:
@@ -317,9 +351,12 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
             starts = offsets[i, :, 0].tolist()
             ends = offsets[i, :, 1].tolist()
             for j, key in enumerate(("head_start", "tail_start")):
-                # the token that begins at the marker's character; 0 ([CLS]) if truncated away
-                positions[i, j] = next((t for t, (a, b) in enumerate(zip(starts, ends))
-                                        if a == f[key] and b > a), 0)
+                # the token that begins at the marker's character (fit_window keeps it in the encoded length)
+                found = next((t for t, (a, b) in enumerate(zip(starts, ends)) if a == f[key] and b > a), None)
+                if found is None:
+                    raise ValueError(f"example {f.get('id', i)}: no token starts at its {key.split('_')[0]} marker "
+                                     f"(character {f[key]}) in the encoded source; it cannot be scored")
+                positions[i, j] = found
         label_ids = torch.tensor([self.label_index[f["gold"][0]] if f["gold"] else 0 for f in features])
         targets = torch.zeros(len(features), len(self.labels))
         for i, f in enumerate(features):
@@ -339,8 +376,37 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
         return self.classifier(self.dropout(self.pair_vectors(batch)))
 
     def _render_features(self, examples: Sequence[Example]) -> list[dict[str, Any]]:
-        return [{"source": r.source, "head_start": r.extra["head_start"], "tail_start": r.extra["tail_start"],
-                 "gold": []} for r in (self.template.render(ex, self.label_words) for ex in examples)]
+        return [{**self.fit_window(ex.id, r.source, r.extra["head_start"], r.extra["tail_start"]), "gold": []}
+                for ex, r in ((ex, self.template.render(ex, self.label_words)) for ex in examples)]
+
+    # ---- sources longer than max_source_length ------------------------------
+
+    def fit_window(self, example_id: str, source: str, head: int, tail: int) -> dict[str, Any]:
+        """The source (and marker offsets) to encode: unchanged when it fits,
+        else a window that keeps both markers (counted in ``windowed``)."""
+        fitted = window_around(self.tokenizer, source, [head, tail], self.max_source_length)
+        if fitted is None:
+            return {"source": source, "head_start": head, "tail_start": tail}
+        if self.settings.truncation == "error":
+            raise ValueError(f"example {example_id}: its source is longer than model.max_source_length "
+                             f"({self.max_source_length} tokens) and would lose an entity marker; raise the "
+                             f"length, or set model.truncation=window to encode a window around the pair")
+        text, (h, t) = fitted
+        self.windowed[example_id] = len(text)
+        return {"source": text, "head_start": h, "tail_start": t}
+
+    def take_counts(self) -> dict[str, float]:
+        self.report_windows("scoring")
+        total, self.windowed_total = self.windowed_total, 0
+        return {"windowed_examples": float(total)} if total else {}
+
+    def report_windows(self, what: str) -> None:
+        """One line when examples were windowed since the last report."""
+        if self.windowed:
+            print(f"{type(self).name}: {len(self.windowed)} example(s) longer than max_source_length "
+                  f"({self.max_source_length} tokens) encoded as a window around their entity pair ({what})")
+            self.windowed_total += len(self.windowed)
+            self.windowed.clear()
 
     @torch.no_grad()
     def embed(self, examples: Sequence[Example], batch_size: int = 32) -> torch.Tensor:
@@ -419,3 +485,48 @@ def read_meta(folder: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc}); the model folder is damaged -- re-save it from its "
                          f"run or train again") from None
+
+
+def window_around(tokenizer: Any, text: str, anchors: Sequence[int], max_tokens: int,
+                  separator: str = " ... ") -> tuple[str, list[int]] | None:
+    """A shorter ``text`` that keeps every anchor character (entity markers)
+    within ``max_tokens`` tokens (special tokens included), with the anchors'
+    new offsets; None when ``text`` already fits. The window is centred on
+    the anchors; anchors further apart than the budget get a window each,
+    joined by ``separator``."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    budget = max_tokens - tokenizer.num_special_tokens_to_add(pair=False)
+    if len(offsets) <= budget:
+        return None
+    budget = max(4, budget - 4)  # slack: re-tokenizing a cut text can split its edges differently
+
+    def token_of(ch: int) -> int:
+        return next((t for t, (a, b) in enumerate(offsets) if a <= ch < b or a == ch), len(offsets) - 1)
+
+    order = sorted(range(len(anchors)), key=lambda i: anchors[i])
+    toks = [token_of(anchors[i]) for i in order]
+
+    def span(lo: int, hi: int, size: int) -> tuple[int, int]:
+        extra = max(0, size - (hi - lo + 1))
+        start = max(0, lo - extra // 2)
+        end = min(len(offsets), start + max(size, hi - lo + 1))
+        return max(0, end - max(size, hi - lo + 1)), end
+
+    if toks[-1] - toks[0] + 1 <= budget:
+        pieces = [span(toks[0], toks[-1], budget)]
+        groups = [order]
+    else:
+        half = max(2, (budget - 2) // 2)
+        pieces = [span(toks[0], toks[0], half), span(toks[-1], toks[-1], half)]
+        groups = [order[:1], order[1:]]
+    new_text, new_anchors = "", [0] * len(anchors)
+    for n, ((a, b), members) in enumerate(zip(pieces, groups)):
+        cs, ce = offsets[a][0], offsets[b - 1][1]
+        if n:
+            new_text += separator
+        base = len(new_text) - cs
+        new_text += text[cs:ce]
+        for i in members:
+            new_anchors[i] = anchors[i] + base
+    return new_text, new_anchors

@@ -91,6 +91,13 @@ def check_same_run(folder: Path, resolved: ResolvedConfig) -> None:
                           f"and pass --no-resume (relforge bench: --rerun) to start afresh there")
 
 
+def log_model_counts(run, model, phase: str, step: int) -> None:
+    """What the model counted (``REModel.take_counts``) as ``model/<phase>/<name>``."""
+    counts = model.take_counts()
+    if counts:
+        run.log_metrics({f"model/{phase}/{k}": v for k, v in counts.items()}, step)
+
+
 def plugin_versions(registry) -> dict[str, dict[str, str | None]]:
     """Plugin name -> its distribution and version, for a saved model's meta."""
     out = {}
@@ -201,6 +208,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
                           evaluate_fn=evaluate_dev if dev else None,
                           save_best_fn=save_best, run=run, progress=progress)
         result = trainer.train(resume=resume)
+        log_model_counts(run, model, "train", result.state.global_step)
         best_dir = result.best_dir
         dev_metrics = dict(result.last_metrics)
         if result.state.best_metric is not None:
@@ -232,6 +240,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
             for path in write_label_report(run.output_dir, data.splits["test"], preds, data.labels,
                                            data.no_relation):
                 run.log_artifact(path, "reports")
+        if best_dir is not None and ("test" in data.splits or decision.tune_on_dev):
+            log_model_counts(run, best_model, "test", result.state.global_step)
         if dev_metrics:
             run.log_metrics({f"final_dev/{k}": v for k, v in dev_metrics.items()}, result.state.global_step)
         outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
