@@ -191,6 +191,10 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="The split to evaluate.")] = "test",
     data_dir: DataDirOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="Write predictions (JSON lines).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="micro_f1, multilabel or semeval (default: the "
+                      "data set's, multilabel where pairs hold several relations).")] = None,
+    unknown_labels: Annotated[str, typer.Option("--unknown-labels", help="Gold labels the model was not trained "
+                              "on: error (default), as-no-relation, or ignore (leave those examples out).")] = "error",
 ) -> None:
     """Evaluate a trained run or model on a data split."""
     from relforge.data.errors import DataError
@@ -210,13 +214,27 @@ def evaluate(
         else:
             data_cfg["dataset"] = {"name": data}
     data_cfg.update({"train_split": None, "dev_split": None, "test_split": split, "sampling": {}})
+    from relforge.data.metrics import METRICS
+    from relforge.engine.labels import apply_label_policy
+
+    if metric is not None and metric not in METRICS:
+        _fail(f"--metric {metric!r}: use one of {', '.join(m for m in METRICS if m != 'episode_accuracy')}")
     try:
         loaded = load_data(data_cfg, data_dir=data_dir)
+        examples, note = apply_label_policy(loaded.splits["test"], ex.model.labels, unknown_labels,
+                                            where=f"{data or 'the run data set'} ({split})")
     except (DataError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    examples = loaded.splits["test"]
+    for line in [*loaded.notes, *([note] if note else [])]:
+        err_console.print(f"data: {line}", highlight=False, soft_wrap=True)
+    loaded.splits["test"] = examples
+    if metric is not None:
+        loaded.metric = metric
     preds, _ = predict_sets(ex.model, examples, ex.resolved, ex.resolved.run.train.eval_batch_size)
-    metrics = loaded.evaluate("test", preds)
+    try:
+        metrics = loaded.evaluate("test", preds)
+    except ValueError as exc:
+        _fail(f"{exc} (choose the metric with --metric)")
     _print_metrics(f"{split} ({len(examples)} examples)", metrics)
     if output is not None:
         write_predictions_jsonl(output, examples, preds, no_relation=loaded.no_relation)

@@ -181,3 +181,17 @@ def test_test_size_scores_a_seeded_uniform_sample_and_says_so(jsonl_dir):
     other = load_data(cfg(jsonl_dir, sampling={"test_size": 10, "test_seed": 5})).splits["test"]
     assert [x.id for x in again] == [x.id for x in test] != [x.id for x in other]
     assert len(data.splits["train"]) == 54  # train and dev untouched
+
+
+def test_multi_relation_pairs_choose_the_multilabel_metric_and_test_only_labels_are_named(jsonl_dir):
+    rows = jsonl_rows(9, labels=("likes", "hates", "sues"))
+    write_jsonl(jsonl_dir / "test.jsonl", rows)
+    data = load_data(cfg(jsonl_dir))
+    assert data.metric == "micro_f1"
+    assert any("test has label(s) with no training example: sues" in n for n in data.notes)
+    train = jsonl_rows(60)
+    train[0] = {**train[0], "relations": ["likes", "hates"]}
+    train[0].pop("relation")
+    write_jsonl(jsonl_dir / "train.jsonl", train)
+    data = load_data(cfg(jsonl_dir))
+    assert data.metric == "multilabel" and any(n.startswith("metric: multilabel") for n in data.notes)

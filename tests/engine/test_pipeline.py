@@ -138,6 +138,28 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
                                    "--output", str(tmp_path / "p.jsonl")])
     assert res.exit_code == 0, res.output
     assert "micro_f1" in res.stdout and len(read_jsonl(tmp_path / "p.jsonl")) == 2
+    # issue 19: gold labels the model was not trained on are checked before scoring
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("".join(json.dumps({**r, "relations": ["born_in"] if r["id"] == "a" else ["sued_by"]}) + "\n"
+                           for r in records))
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(odd)])
+    assert res.exit_code == 2 and "sued_by (1)" in res.output and "--unknown-labels" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(odd), "--unknown-labels", "ignore"])
+    assert res.exit_code == 0 and "left out 1 example(s)" in res.output and "test (1 examples)" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(odd),
+                                   "--unknown-labels", "as-no-relation"])
+    assert res.exit_code == 0 and "scored as no relation: sued_by (1)" in res.output
+    # prediction does not need gold labels at all, known or not
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", str(odd), "--output", "-"])
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 2
+    # several relations on a pair: the multi-label metric is chosen from the data, and said
+    multi = tmp_path / "multi.jsonl"
+    multi.write_text("".join(json.dumps({**r, "relations": ["born_in", "located_in"] if r["id"] == "a"
+                                         else ["located_in"]}) + "\n" for r in records))
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(multi)])
+    assert res.exit_code == 0 and "metric: multilabel" in res.output and "multi_micro_f1" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(multi), "--metric", "micro_f1"])
+    assert res.exit_code == 2 and "--metric" in res.output
 
 
 def test_train_cli_reports_bad_config_and_missing_model(tmp_path):

@@ -195,7 +195,21 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
             if role in splits:
                 episodes[role] = sample_episodes(splits[role], sampling.n, sampling.k, sampling.q,
                                                  sampling.num_episodes, sampling.seed)
+    if metric == "micro_f1":
+        multi = {role: sum(1 for ex in exs if len(ex.relations) > 1) for role, exs in splits.items()}
+        if any(multi.values()):
+            metric = "multilabel"
+            notes.append("metric: multilabel (micro-F1 over every relation of a pair, with the multi-relation "
+                         "pairs scored apart) because pairs hold several relations ("
+                         + ", ".join(f"{role}: {n}" for role, n in multi.items() if n) + ")")
     labels = list(dataset.labels(root))
+    if "train" in splits:
+        seen = {r for ex in splits["train"] for r in ex.relations}
+        for role in ("dev", "test"):
+            unseen = sorted({r for ex in splits.get(role, []) for r in ex.relations} - seen)
+            if unseen:
+                notes.append(f"{role} has label(s) with no training example: {', '.join(unseen)} (they are in "
+                             f"the label space, but nothing teaches them)")
     verbalizer = build_verbalizer(dataset, labels, data_config.verbalizer, root)
     return LoadedData(dataset=dataset, splits=splits, labels=labels, no_relation=dataset.no_relation,
                       verbalizer=verbalizer, metric=metric, sampling=sampling, episodes=episodes,

@@ -10,6 +10,8 @@ generic JSON-lines format (``relforge/data/README.md``), without relations.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,10 @@ class Extractor:
         """One dict per input: id, head, tail, predicted ``relations`` (empty =
         no relation) and the ``top_k`` candidates with their scores."""
         examples = self.to_examples(records)
-        rankings = self.model.rank(examples, batch_size=batch_size)
+        # prediction does not read gold labels: a record's own labels (known to the model or not) are
+        # neither checked nor needed to rank
+        unlabelled = [dataclasses.replace(ex, relations=frozenset()) if ex.relations else ex for ex in examples]
+        rankings = self.model.rank(unlabelled, batch_size=batch_size)
         out = []
         for ex, ranking in zip(examples, rankings):
             relations = decide(ranking, self.model.no_relation, self.resolved.run.decision)
