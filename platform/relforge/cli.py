@@ -435,9 +435,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from relforge.data.errors import DataError
     from relforge.engine.trainer import NonFiniteLossError
     from relforge.registry import RegistryError
-    from relforge.validation import ConfigError, InputError
+    from relforge.validation import ConfigError, UserFacingError
 
-    errors: list[type[BaseException]] = [ConfigError, InputError, DataError, RegistryError, NonFiniteLossError,
+    errors: list[type[BaseException]] = [ConfigError, UserFacingError, DataError, RegistryError, NonFiniteLossError,
                                          OSError, UnicodeDecodeError, json.JSONDecodeError]
     try:
         from safetensors import SafetensorError

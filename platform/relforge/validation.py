@@ -39,7 +39,14 @@ def validate_settings(model: type[BaseModel], data: Mapping[str, Any], *, path: 
             format_validation_error(exc, prefix=path, component=component))) from None
 
 
-class InputError(ValueError):
+class UserFacingError(Exception):
+    """Base for errors whose message is all a user needs (what is wrong,
+    where, and the way out): the CLI prints it as one line with exit code 2
+    (``--debug`` shows the traceback). Plugins subclass it for their own
+    (TKRE's ``LLMError``: an endpoint that does not answer)."""
+
+
+class InputError(UserFacingError, ValueError):
     """Bad input that is neither configuration nor data: a damaged or
     foreign file or folder given to a command (the message names it and the
     way out)."""

@@ -36,9 +36,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, SecretStr
 
 from relforge.components import Settings
+from relforge.validation import UserFacingError
 
 
-class LLMError(RuntimeError):
+class LLMError(UserFacingError, RuntimeError):
     """A request that could not be answered (after retries, where retried)."""
 
 

@@ -132,3 +132,19 @@ def test_two_process_cpu_training_completes(tmp_path):
     assert report["num_processes"] == 2
     assert report["global_step"] == 8  # 64 examples / (8 per process x 2 processes) x 2 epochs
     assert report["final_mse"] < report["initial_mse"]
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "trainer_state.json"])
+def test_a_damaged_checkpoint_is_named_with_the_way_out(tmp_path, damaged):
+    from relforge.validation import InputError
+
+    trainer = Trainer(TinyRegressor(), make_data(), collate, settings(epochs=1, save_every=4), tmp_path,
+                      progress=False)
+    trainer.train()
+    path = tmp_path / "checkpoint" / damaged
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated, as a full disk leaves it
+    again = Trainer(TinyRegressor(), make_data(), collate, settings(epochs=1, save_every=4), tmp_path,
+                    progress=False)
+    with pytest.raises(InputError, match=r"checkpoint is damaged .*--no-resume"):
+        again.train()
+    assert again.train(resume=False).state.global_step == 8  # --no-resume starts afresh

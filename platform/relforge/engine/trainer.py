@@ -190,9 +190,16 @@ class Trainer:
         folder = find_checkpoint(self.checkpoint_dir)
         if folder is None:
             return False
-        self.accelerator.load_state(str(folder))
-        data = read_state(folder)
-        self.state = TrainerState(**data)
+        try:
+            self.accelerator.load_state(str(folder))
+            data = read_state(folder)
+            self.state = TrainerState(**data)
+        except Exception as exc:  # noqa: BLE001 - any damage: one message naming the folder and the way out
+            from relforge.validation import InputError
+
+            raise InputError(f"{folder}: the checkpoint is damaged and cannot be resumed ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}); start afresh with --no-resume (the checkpoint "
+                             f"is replaced), or use another --output-dir") from exc
         return True
 
     # ---- the loop --------------------------------------------------------
