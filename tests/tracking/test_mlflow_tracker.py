@@ -68,3 +68,52 @@ def test_failed_run_and_nesting_and_disabled(reg, tmp_path, monkeypatch):
     with Run(off, registry=reg, output_dir=tmp_path / "off") as quiet:
         quiet.log_metrics({"x": 1.0})
     assert "mlflow" not in quiet.state
+
+
+def test_resume_continues_the_same_mlflow_run_and_a_fresh_start_closes_the_interrupted_one(reg, tmp_path,
+                                                                                             monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = load_config([], ["method=toy"], registry=reg)
+    folder = tmp_path / "run"
+    killed = Run(cfg, registry=reg, output_dir=folder, tags={"relforge.attempt": "fresh"})
+    killed.__enter__()  # a process killed mid-run: on_run_end never comes
+    first = killed.state["mlflow"]["run_id"]
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(first).info.status == "RUNNING"
+    with Run(cfg, registry=reg, output_dir=folder, tags={"relforge.attempt": "resume"}) as resumed:
+        resumed.log_metrics({"x": 1.0}, 1)
+    assert resumed.state["mlflow"]["run_id"] == first  # the same run, continued
+    assert client.get_run(first).info.status == "FINISHED"
+    stale = Run(cfg, registry=reg, output_dir=folder, tags={"relforge.attempt": "fresh"})
+    stale.__enter__()
+    second = stale.state["mlflow"]["run_id"]
+    with Run(cfg, registry=reg, output_dir=folder, tags={"relforge.attempt": "fresh"}) as fresh:
+        pass
+    assert fresh.state["mlflow"]["run_id"] not in (first, second)
+    assert client.get_run(second).info.status == "KILLED"  # the interrupted attempt is closed ...
+    assert client.get_run(fresh.state["mlflow"]["run_id"]).data.tags["relforge.previous_run_id"] == second  # linked
+
+
+def test_concurrent_first_starts_on_a_fresh_store_all_record_their_runs(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    script = textwrap.dedent(f"""
+        import sys
+        from relforge.config import load_config
+        from relforge.run import Run
+        cfg = load_config([], ["tracking.experiment=race", "tracking.tracking_uri={uri}"])
+        with Run(cfg, output_dir=sys.argv[1], name=sys.argv[2]) as run:
+            run.log_metrics({{"x": 1.0}}, 0)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"r{i}"), f"r{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2", "r3"]
+    assert {r.info.status for r in runs} == {"FINISHED"}

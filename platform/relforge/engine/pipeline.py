@@ -166,6 +166,9 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
     run_cfg = resolved.run
     t0 = time.perf_counter()
     all_tags = {**run_tags(resolved, registry), **(tags or {})}
+    if output_dir is not None:
+        # trackers continue the run that recorded this folder (resume), or close it and link to it
+        all_tags["relforge.attempt"] = "resume" if resume else "fresh"
     name = run_cfg.name or f"{run_cfg.method or 'run'}-{all_tags['dataset'].split('.')[-1]}-s{run_cfg.seed}"
     with Run(resolved, registry=registry, output_dir=output_dir, name=name, tags=all_tags) as run:
         set_seed(run_cfg.seed)

@@ -49,25 +49,74 @@ def _client(run):
     return MlflowClient(tracking_uri=run.state[NAME]["uri"])
 
 
+#: in a run folder: the MLflow run that recorded it (a resumed run reopens it)
+RUN_MARKER = "mlflow-run.json"
+
+
+def store_lock(uri: str):
+    """A lock around creating (and migrating) a local SQLite store and its
+    experiments: concurrent first starts on a fresh ``mlflow.db`` otherwise
+    race in MLflow's schema migration and lose a run. A no-op elsewhere."""
+    import contextlib
+
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///")).resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(db) + ".lock", timeout=600)
+
+
+def _previous(run, uri: str) -> dict | None:
+    import json
+
+    marker = Path(run.output_dir) / RUN_MARKER
+    try:
+        prev = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return prev if prev and prev.get("uri") == uri and prev.get("run_id") else None
+
+
 @hookimpl
 def on_run_start(run):
     if not _active(run):
         return
+    import json
+
     from mlflow.entities import Param, RunTag
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri_for(run.config)
-    client = MlflowClient(tracking_uri=uri)
     exp_name = (run.config.get("tracking") or {}).get("experiment", "relforge")
-    exp = client.get_experiment_by_name(exp_name)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(
-        exp_name, artifact_location=artifact_location_for(uri))
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(exp_name)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(
+            exp_name, artifact_location=artifact_location_for(uri))
     tags = {**{str(k): str(v) for k, v in ((run.config.get("tracking") or {}).get("tags") or {}).items()},
             **run.tags}
     parent = tags.pop("parent_run_id", None)
     if parent:
         tags["mlflow.parentRunId"] = parent
     resume = tags.pop("resume_run_id", None)
+    attempt = tags.pop("relforge.attempt", None)
+    prev = _previous(run, uri)
+    if prev and resume is None:
+        try:
+            old = client.get_run(prev["run_id"])
+        except MlflowException:
+            old = None
+        if old is not None and attempt == "resume":
+            resume = prev["run_id"]  # the same MLflow run continues
+        elif old is not None:
+            # a fresh attempt in the folder: the interrupted run is closed, and linked
+            if old.info.status == "RUNNING":
+                client.set_tag(prev["run_id"], "relforge.error", "interrupted; a new run started in its folder")
+                client.set_terminated(prev["run_id"], status="KILLED")
+            tags["relforge.previous_run_id"] = prev["run_id"]
     if resume:  # continue an earlier run (a suite's parent run when the suite is re-run)
         mlrun = client.get_run(resume)
         client.update_run(resume, status="RUNNING")
@@ -77,6 +126,8 @@ def on_run_start(run):
         tags.setdefault("mlflow.runName", run.name)
         mlrun = client.create_run(exp_id, run_name=run.name, tags=tags)
     run.state[NAME] = {"uri": uri, "run_id": mlrun.info.run_id, "experiment_id": exp_id}
+    (Path(run.output_dir) / RUN_MARKER).write_text(json.dumps({"uri": uri, "run_id": mlrun.info.run_id}),
+                                                   encoding="utf-8")
     # params are immutable in MLflow: a resumed run keeps those it began with
     params = [] if resume else [Param(k[:250], str(v)[:MAX_PARAM_VALUE]) for k, v in flatten(run.config).items()]
     for i in range(0, len(params), 100):  # MLflow accepts at most 100 params per batch
