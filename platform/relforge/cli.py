@@ -246,33 +246,31 @@ def predict(
     model: Annotated[Path, typer.Argument(help="A run folder or a model folder.")],
     input: Annotated[str, typer.Option("--input", "-i", help="JSON lines in the generic format; - for stdin.")] = "-",
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write predictions; - for stdout.")] = "-",
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    on_error: Annotated[str, typer.Option("--on-error", help="A bad input line: stop (default; what was "
+                        "predicted before it is written) or skip (counted and reported).")] = "stop",
 ) -> None:
-    """Predict relations for a JSON-lines file (or stdin) with a trained model."""
-    import sys
+    """Predict relations for a JSON-lines file (or stdin) with a trained model, batch by batch: predictions are
+    written as they are made, with progress on stderr."""
+    from relforge.engine.predict import stream_predictions
 
-    from relforge.data.errors import DataError
+    if on_error not in ("stop", "skip"):
+        _fail(f"--on-error {on_error!r}: use stop or skip")
+    folder = _model_folder(model)
     from relforge.engine.extractor import Extractor
 
-    folder = _model_folder(model)
-    text = sys.stdin.read() if input == "-" else Path(input).read_text(encoding="utf-8-sig")
-    records = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                _fail(f"{input}:{n}: not valid JSON: {exc}")
-    try:
-        rows = Extractor.from_pretrained(folder).predict(records, batch_size=batch_size)
-    except (DataError, ValueError) as exc:
-        _fail(str(exc))
-    out = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    if output == "-":
-        sys.stdout.write(out)
-    else:
-        Path(output).write_text(out, encoding="utf-8")
-        err_console.print(f"{len(rows)} predictions written to {output}", highlight=False)
+    extractor = Extractor.from_pretrained(folder)
+    report = stream_predictions(extractor, input, output, batch_size=batch_size, on_error=on_error,
+                                progress=err_console)
+    where = "stdout" if output == "-" else output
+    if report.error is not None:
+        _fail(f"{report.error}; {report.written} prediction(s) written to {where} before it (--on-error skip "
+              f"goes on past bad lines)")
+    skipped = f"; skipped {len(report.skipped)} bad line(s), the first: {report.skipped[0]}" if report.skipped else ""
+    overlap = (f"; {report.overlapping} record(s) have overlapping head and tail spans (predicted as given)"
+               if report.overlapping else "")
+    err_console.print(f"{report.written} predictions written to {where}{skipped}{overlap}", highlight=False,
+                      soft_wrap=True)
 
 
 def _suite_path(suite: str) -> Path:

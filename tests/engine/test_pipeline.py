@@ -205,3 +205,29 @@ def test_a_planted_secret_is_nowhere_in_the_run_folder_artifacts_or_the_store(ti
     assert not seen, seen
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["options"]["llm"]["api_key_env"] == "MY_KEY_VARIABLE"  # a variable's name is kept
+
+
+def test_predict_streams_names_bad_lines_and_stops_or_skips(tiny_bert_dir, tmp_path):
+    cfg = config("marker_classifier", tiny_bert_dir, "train.max_steps=1", "data.dataset.train_size=16",
+                 "tracking.trackers=[]")
+    train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    good = {"text": "Kalo Veri was born in Tormont .", "head": {"start": 0, "end": 9, "type": "PER"},
+            "tail": {"start": 22, "end": 29, "type": "LOC"}}
+    lines = [json.dumps({**good, "id": f"g{i}"}) for i in range(5)]
+    lines.insert(3, '{"id": "broken", "text": ')  # line 4: not JSON
+    lines.insert(5, json.dumps({"id": "nohead", "text": "x"}))  # line 6: no head
+    lines.append(json.dumps({**good, "id": "same", "tail": good["head"]}))  # identical spans
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "-i", str(src), "-o", str(out),
+                                   "--batch-size", "2"])
+    assert res.exit_code == 2 and f"{src}:4: not valid JSON" in res.output
+    assert "3 prediction(s) written" in res.output
+    assert [r["id"] for r in read_jsonl(out)] == ["g0", "g1", "g2"]  # what came before is kept
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "-i", str(src), "-o", str(out),
+                                   "--batch-size", "2", "--on-error", "skip"])
+    assert res.exit_code == 0, res.output
+    assert [r["id"] for r in read_jsonl(out)] == ["g0", "g1", "g2", "g3", "g4", "same"]
+    assert "skipped 2 bad line(s)" in res.output and f"{src}:4" in res.output
+    assert "1 record(s) have overlapping head and tail spans" in res.output

@@ -40,19 +40,21 @@ class Extractor:
     def labels(self) -> list[str]:
         return list(self.model.labels)
 
-    def to_examples(self, records: Iterable[Example | Mapping[str, Any]]) -> list[Example]:
+    def to_example(self, rec: Example | Mapping[str, Any], *, path: str | Path = "<input>", where: str = "record 1",
+                   default_id: str = "0") -> Example:
+        """One input record as an :class:`Example` (the generic format); a bad
+        record is a ``DataFormatError`` naming ``path`` and ``where``."""
         from relforge.data.readers.jsonl import parse_generic
 
-        out = []
-        for i, rec in enumerate(records):
-            if isinstance(rec, Example):
-                out.append(rec)
-            else:
-                rec = dict(rec)
-                rec.setdefault("relations", [])
-                out.append(parse_generic(rec, Path("<input>"), f"record {i + 1}", str(i), self.model.no_relation,
-                                         None))
-        return out
+        if isinstance(rec, Example):
+            return rec
+        rec = dict(rec) if isinstance(rec, Mapping) else rec
+        if isinstance(rec, dict):
+            rec.setdefault("relations", [])
+        return parse_generic(rec, Path(path), where, default_id, self.model.no_relation, None)
+
+    def to_examples(self, records: Iterable[Example | Mapping[str, Any]]) -> list[Example]:
+        return [self.to_example(rec, where=f"record {i + 1}", default_id=str(i)) for i, rec in enumerate(records)]
 
     def predict(self, records: Sequence[Example | Mapping[str, Any]], *, batch_size: int = 32,
                 top_k: int = 5) -> list[dict[str, Any]]:

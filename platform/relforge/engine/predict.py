@@ -1,0 +1,94 @@
+"""Streaming prediction (``relforge predict``): read, score and write batch
+by batch, so memory stays flat in the input size and output appears as it
+is made. A bad line (not JSON, or not a valid record) is named by file and
+line; with ``on_error="stop"`` the run stops there after writing everything
+predicted before it, with ``"skip"`` it is counted and reported at the end.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from relforge.data.errors import DataError
+
+
+@dataclass
+class PredictReport:
+    written: int = 0
+    #: "file:line: reason" of every skipped line
+    skipped: list[str] = field(default_factory=list)
+    #: the error that stopped the run ("file:line: reason"), or None
+    error: str | None = None
+    #: records whose head and tail overlap (said, not refused)
+    overlapping: int = 0
+
+
+def _lines(source: str) -> tuple[Iterator[tuple[int, str]], IO[str] | None, int | None]:
+    """(numbered lines, the open file or None, the line count when known)."""
+    if source == "-":
+        return ((n, line) for n, line in enumerate(sys.stdin, 1)), None, None
+    path = Path(source)
+    with path.open("rb") as fh:  # a quick count for the progress bar (files only)
+        total = sum(1 for _ in fh)
+    handle = path.open("r", encoding="utf-8-sig")
+    return ((n, line) for n, line in enumerate(handle, 1)), handle, total
+
+
+def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: int = 32, on_error: str = "stop",
+                       progress: Any = None) -> PredictReport:
+    """Predict ``source`` (a JSON-lines path or ``-``) into ``target`` (a
+    path or ``-``), ``batch_size`` records at a time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    report = PredictReport()
+    name = "<stdin>" if source == "-" else source
+    lines, handle, total = _lines(source)
+    out = sys.stdout if target == "-" else Path(target).open("w", encoding="utf-8")
+    bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=progress, disable=progress is None, transient=True)
+    batch: list[Any] = []
+
+    def flush() -> None:
+        if batch:
+            for row in extractor.predict(batch, batch_size=batch_size):
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            report.written += len(batch)
+            out.flush()
+            batch.clear()
+
+    try:
+        with bar:
+            task = bar.add_task("predict", total=total)
+            for n, line in lines:
+                bar.advance(task)
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    example = extractor.to_example(rec, path=name, where=f"line {n}", default_id=str(n))
+                except (json.JSONDecodeError, DataError) as exc:
+                    reason = f"not valid JSON ({exc.msg}, column {exc.colno})" if isinstance(
+                        exc, json.JSONDecodeError) else str(exc)
+                    message = reason if reason.startswith(name) else f"{name}:{n}: {reason}"
+                    if on_error == "stop":
+                        flush()
+                        report.error = message
+                        return report
+                    report.skipped.append(message)
+                    continue
+                if example.head.start < example.tail.end and example.tail.start < example.head.end:
+                    report.overlapping += 1
+                batch.append(example)
+                if len(batch) >= batch_size:
+                    flush()
+            flush()
+    finally:
+        if handle is not None:
+            handle.close()
+        if out is not sys.stdout:
+            out.close()
+    return report
