@@ -256,6 +256,8 @@ def predict(
 
     if on_error not in ("stop", "skip"):
         _fail(f"--on-error {on_error!r}: use stop or skip")
+    if input != "-" and not Path(input).is_file():
+        _fail(f"--input {input}: no such file")
     folder = _model_folder(model)
     from relforge.engine.extractor import Extractor
 

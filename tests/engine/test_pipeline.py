@@ -231,3 +231,11 @@ def test_predict_streams_names_bad_lines_and_stops_or_skips(tiny_bert_dir, tmp_p
     assert [r["id"] for r in read_jsonl(out)] == ["g0", "g1", "g2", "g3", "g4", "same"]
     assert "skipped 2 bad line(s)" in res.output and f"{src}:4" in res.output
     assert "1 record(s) have overlapping head and tail spans" in res.output
+    # a missing file, and a file that is not UTF-8: one line each, exit code 2
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "-i", str(tmp_path / "nope.jsonl")])
+    assert res.exit_code == 2 and "no such file" in res.output
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes((lines[0] + "\n").encode() + json.dumps({**good, "id": "é"}).encode("latin-1")
+                      .replace(b"\\u00e9", "é".encode("latin-1")) + b"\n")
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "-i", str(latin), "-o", str(out)])
+    assert res.exit_code == 2 and f"{latin}:2: not UTF-8" in res.output and "1 prediction(s) written" in res.output

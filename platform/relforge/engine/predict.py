@@ -27,14 +27,16 @@ class PredictReport:
     overlapping: int = 0
 
 
-def _lines(source: str) -> tuple[Iterator[tuple[int, str]], IO[str] | None, int | None]:
-    """(numbered lines, the open file or None, the line count when known)."""
+def _lines(source: str) -> tuple[Iterator[tuple[int, bytes]], IO[bytes] | None, int | None]:
+    """(numbered raw lines, the open file or None, the line count when known).
+    Lines are decoded one at a time by the caller, so text that is not UTF-8
+    is reported with its line number."""
     if source == "-":
-        return ((n, line) for n, line in enumerate(sys.stdin, 1)), None, None
+        return ((n, line) for n, line in enumerate(sys.stdin.buffer, 1)), None, None
     path = Path(source)
     with path.open("rb") as fh:  # a quick count for the progress bar (files only)
         total = sum(1 for _ in fh)
-    handle = path.open("r", encoding="utf-8-sig")
+    handle = path.open("rb")
     return ((n, line) for n, line in enumerate(handle, 1)), handle, total
 
 
@@ -63,8 +65,14 @@ def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: 
     try:
         with bar:
             task = bar.add_task("predict", total=total)
-            for n, line in lines:
+            for n, raw in lines:
                 bar.advance(task)
+                try:
+                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    report.error = f"{name}:{n}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+                    flush()
+                    return report
                 if not line.strip():
                     continue
                 try:
