@@ -130,62 +130,13 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
     sampling = parse_sampling(data_config.sampling)
     dev_seed = sampling.dev_seed if sampling.dev_seed is not None else getattr(sampling, "seed", 42)
     has_split = getattr(dataset, "has_split", lambda s: s in dataset.splits())
-    splits: dict[str, list[Example]] = {}
     reports: dict[str, ReadReport] = {}
     notes: list[str] = []
     tr, dv, te = data_config.train_split, data_config.dev_split, data_config.test_split
-
-    train_full: list[Example] | None = None
-    if tr is not None:
-        if isinstance(sampling, KShotSampling):
-            published = dataset.predefined_kshot(sampling.k, sampling.seed, root) \
-                if sampling.use_published and hasattr(dataset, "predefined_kshot") else None
-            if published is not None:
-                splits["train"], splits["dev"] = published
-                notes.append(f"published {sampling.k}-shot split for seed {sampling.seed}")
-            else:
-                train_full = _read(dataset, tr, root, reports, "train")
-                if dv is not None and has_split(dv):
-                    dev_full = _read(dataset, dv, root, reports, "dev")
-                else:  # no dev split: carve one, then sample from both as GenPT does
-                    train_full, dev_full = carve_dev(train_full, sampling.dev_ratio, dev_seed)
-                    notes.append(f"no dev split: dev carved from {tr!r} ({sampling.dev_ratio:.0%} per label, "
-                                 f"seed {dev_seed}) before K-shot sampling")
-                splits["train"], splits["dev"] = genpt_kshot(train_full, dev_full, sampling.k, sampling.seed)
-                notes.append(f"{sampling.k}-shot train and dev sampled with seed {sampling.seed} (GenPT protocol)")
-        else:
-            train_full = _read(dataset, tr, root, reports, "train")
-            splits["train"] = train_full
-    if dv is not None and "dev" not in splits:
-        if has_split(dv):
-            splits["dev"] = _read(dataset, dv, root, reports, "dev")
-        elif train_full is not None:
-            splits["train"], splits["dev"] = carve_dev(train_full, sampling.dev_ratio, dev_seed)
-            notes.append(f"dataset has no {dv!r} split: dev carved from {tr!r} "
-                         f"({sampling.dev_ratio:.0%} per label, seed {dev_seed})")
-        else:
-            raise DataError(f"dataset {dataset.name!r} has no split {dv!r} and no train split to carve it from")
-    if isinstance(sampling, RatioSampling) and "train" in splits:
-        splits["train"] = ratio_sample(splits["train"], sampling.ratio, sampling.seed,
-                                       stratified=sampling.stratified)
-        notes.append(f"{sampling.ratio:.0%} of train sampled with seed {sampling.seed}")
-    if dv is None:  # K-shot sampling draws a dev set the configuration does not want
-        splits.pop("dev", None)
-    elif sampling.dev_size is not None and len(splits.get("dev", ())) > sampling.dev_size \
-            and not isinstance(sampling, EpisodeSampling):
-        full = len(splits["dev"])
-        splits["dev"] = ratio_sample(splits["dev"], sampling.dev_size / full, dev_seed, stratified=True)
-        notes.append(f"dev: {len(splits['dev'])} of {full} examples (dev_size {sampling.dev_size}, "
-                     f"stratified, seed {dev_seed})")
+    splits = _train_and_dev(dataset, tr, dv, sampling, root, reports, notes, dev_seed, has_split)
+    _cap_dev(splits, sampling, dv, dev_seed, notes)
     if te is not None:
-        splits["test"] = _read(dataset, te, root, reports, "test")
-        if sampling.test_size is not None and len(splits["test"]) > sampling.test_size \
-                and not isinstance(sampling, EpisodeSampling):
-            full = len(splits["test"])
-            seed = sampling.test_seed if sampling.test_seed is not None else getattr(sampling, "seed", 42)
-            splits["test"] = ratio_sample(splits["test"], sampling.test_size / full, seed)
-            notes.append(f"test: a uniform sample of {len(splits['test'])} of {full} examples (test_size "
-                         f"{sampling.test_size}, seed {seed}), not the whole split")
+        splits["test"] = _test_split(dataset, te, sampling, root, reports, notes)
 
     episodes: dict[str, list[Episode]] = {}
     metric = getattr(dataset, "metric", "micro_f1")
@@ -220,3 +171,70 @@ def load_splits(data_config: Any, registry: Any = None, *, data_dir: str | Path 
         -> dict[str, list[Example]]:
     """Only the splits of :func:`load_data`: role -> examples."""
     return load_data(data_config, registry, data_dir=data_dir).splits
+
+
+def _train_and_dev(dataset, tr, dv, sampling, root, reports, notes, dev_seed, has_split) -> dict[str, list[Example]]:
+    """The train and dev splits: read, K-shot sampled (published split or
+    the GenPT protocol), carved from train when the data set has no dev,
+    ratio-sampled; each step noted."""
+    splits: dict[str, list[Example]] = {}
+    train_full: list[Example] | None = None
+    if tr is not None:
+        if isinstance(sampling, KShotSampling):
+            published = dataset.predefined_kshot(sampling.k, sampling.seed, root) \
+                if sampling.use_published and hasattr(dataset, "predefined_kshot") else None
+            if published is not None:
+                splits["train"], splits["dev"] = published
+                notes.append(f"published {sampling.k}-shot split for seed {sampling.seed}")
+            else:
+                train_full = _read(dataset, tr, root, reports, "train")
+                if dv is not None and has_split(dv):
+                    dev_full = _read(dataset, dv, root, reports, "dev")
+                else:  # no dev split: carve one, then sample from both as GenPT does
+                    train_full, dev_full = carve_dev(train_full, sampling.dev_ratio, dev_seed)
+                    notes.append(f"no dev split: dev carved from {tr!r} ({sampling.dev_ratio:.0%} per label, "
+                                 f"seed {dev_seed}) before K-shot sampling")
+                splits["train"], splits["dev"] = genpt_kshot(train_full, dev_full, sampling.k, sampling.seed)
+                notes.append(f"{sampling.k}-shot train and dev sampled with seed {sampling.seed} (GenPT protocol)")
+        else:
+            train_full = _read(dataset, tr, root, reports, "train")
+            splits["train"] = train_full
+    if dv is not None and "dev" not in splits:
+        if has_split(dv):
+            splits["dev"] = _read(dataset, dv, root, reports, "dev")
+        elif train_full is not None:
+            splits["train"], splits["dev"] = carve_dev(train_full, sampling.dev_ratio, dev_seed)
+            notes.append(f"dataset has no {dv!r} split: dev carved from {tr!r} "
+                         f"({sampling.dev_ratio:.0%} per label, seed {dev_seed})")
+        else:
+            raise DataError(f"dataset {dataset.name!r} has no split {dv!r} and no train split to carve it from")
+    if isinstance(sampling, RatioSampling) and "train" in splits:
+        splits["train"] = ratio_sample(splits["train"], sampling.ratio, sampling.seed,
+                                       stratified=sampling.stratified)
+        notes.append(f"{sampling.ratio:.0%} of train sampled with seed {sampling.seed}")
+    return splits
+
+
+def _cap_dev(splits, sampling, dv, dev_seed, notes) -> None:
+    """Drop a dev set the configuration does not want; cap it at ``dev_size``."""
+    if dv is None:  # K-shot sampling draws a dev set the configuration does not want
+        splits.pop("dev", None)
+    elif sampling.dev_size is not None and len(splits.get("dev", ())) > sampling.dev_size \
+            and not isinstance(sampling, EpisodeSampling):
+        full = len(splits["dev"])
+        splits["dev"] = ratio_sample(splits["dev"], sampling.dev_size / full, dev_seed, stratified=True)
+        notes.append(f"dev: {len(splits['dev'])} of {full} examples (dev_size {sampling.dev_size}, "
+                     f"stratified, seed {dev_seed})")
+
+
+def _test_split(dataset, te, sampling, root, reports, notes) -> list[Example]:
+    """The test split, uniformly sampled down to ``test_size`` when asked (and said)."""
+    test = _read(dataset, te, root, reports, "test")
+    if sampling.test_size is not None and len(test) > sampling.test_size \
+            and not isinstance(sampling, EpisodeSampling):
+        full = len(test)
+        seed = sampling.test_seed if sampling.test_seed is not None else getattr(sampling, "seed", 42)
+        test = ratio_sample(test, sampling.test_size / full, seed)
+        notes.append(f"test: a uniform sample of {len(test)} of {full} examples (test_size "
+                     f"{sampling.test_size}, seed {seed}), not the whole split")
+    return test

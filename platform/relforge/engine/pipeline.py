@@ -149,10 +149,9 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
     failed run with its error."""
     from accelerate.utils import set_seed
 
-    from relforge.data.export import write_predictions_jsonl
     from relforge.data.loading import load_data
     from relforge.engine.build import build_model, load_saved
-    from relforge.engine.episodes import episode_mode, predict_episodes
+    from relforge.engine.episodes import predict_episodes
     from relforge.engine.trainer import Trainer
     from relforge.registry import get_registry
     from relforge.run import Run
@@ -218,38 +217,50 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
             dev_metrics[f"best_{select}"] = result.state.best_metric
         test_metrics: dict[str, float] = {}
         logged: dict[str, float] = {}
-        decision = run_cfg.decision
-        if best_dir is not None and ("test" in data.splits or decision.tune_on_dev):
+        if best_dir is not None and ("test" in data.splits or run_cfg.decision.tune_on_dev):
             best_model, _, _ = load_saved(best_dir, registry=registry)
             best_model.to(next(model.parameters()).device)
-        if best_dir is not None and decision.tune_on_dev:
-            decision, logged = tune_on_dev(best_model, best_dir, data, resolved, select, batch_size, run,
-                                           result.state.global_step)
-        if best_dir is not None and "test" in data.episodes:
-            print(f"scoring {len(data.episodes['test'])} test episodes ({episode_mode(best_model)})")
-            answers = predict_episodes(best_model, data.episodes["test"], batch_size)
-            test_metrics = data.evaluate_episodes("test", answers)
-            run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, result.state.global_step)
-            run.log_artifact(write_episode_predictions(run.output_dir / "predictions-test-episodes.jsonl",
-                                                       data.episodes["test"], answers), "predictions")
-        elif best_dir is not None and "test" in data.splits:
-            preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size, decision)
-            test_metrics = data.evaluate("test", preds)
-            run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, result.state.global_step)
-            pred_path = write_predictions_jsonl(
-                run.output_dir / "predictions-test.jsonl", data.splits["test"], preds,
-                scores=[{c.label: round(c.score, 5) for c in r[:5]} for r in rankings], no_relation=data.no_relation)
-            run.log_artifact(pred_path, "predictions")
-            for path in write_label_report(run.output_dir, data.splits["test"], preds, data.labels,
-                                           data.no_relation):
-                run.log_artifact(path, "reports")
-        if best_dir is not None and ("test" in data.splits or decision.tune_on_dev):
-            log_model_counts(run, best_model, "test", result.state.global_step)
+            test_metrics, logged = score_selected(best_model, best_dir, data, resolved, select, batch_size, run,
+                                                  result.state.global_step)
         if dev_metrics:
             run.log_metrics({f"final_dev/{k}": v for k, v in dev_metrics.items()}, result.state.global_step)
         outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
                              time.perf_counter() - t0, logged)
     return outcome
+
+
+def score_selected(best_model, best_dir: Path, data, resolved: ResolvedConfig, select: str, batch_size: int, run,
+                   step: int) -> tuple[dict[str, float], dict[str, float]]:
+    """The selected model on test (after tuning the threshold on dev when
+    asked): metrics logged as ``test/*``, predictions, per-label table and
+    confusion matrix written and logged. Returns (test metrics, other logged
+    figures)."""
+    from relforge.data.export import write_predictions_jsonl
+    from relforge.engine.episodes import episode_mode, predict_episodes
+
+    decision, logged = resolved.run.decision, {}
+    if decision.tune_on_dev:
+        decision, logged = tune_on_dev(best_model, best_dir, data, resolved, select, batch_size, run, step)
+    test_metrics: dict[str, float] = {}
+    if "test" in data.episodes:
+        print(f"scoring {len(data.episodes['test'])} test episodes ({episode_mode(best_model)})")
+        answers = predict_episodes(best_model, data.episodes["test"], batch_size)
+        test_metrics = data.evaluate_episodes("test", answers)
+        run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step)
+        run.log_artifact(write_episode_predictions(run.output_dir / "predictions-test-episodes.jsonl",
+                                                   data.episodes["test"], answers), "predictions")
+    elif "test" in data.splits:
+        preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size, decision)
+        test_metrics = data.evaluate("test", preds)
+        run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step)
+        pred_path = write_predictions_jsonl(
+            run.output_dir / "predictions-test.jsonl", data.splits["test"], preds,
+            scores=[{c.label: round(c.score, 5) for c in r[:5]} for r in rankings], no_relation=data.no_relation)
+        run.log_artifact(pred_path, "predictions")
+        for path in write_label_report(run.output_dir, data.splits["test"], preds, data.labels, data.no_relation):
+            run.log_artifact(path, "reports")
+    log_model_counts(run, best_model, "test", step)
+    return test_metrics, logged
 
 
 def tune_on_dev(model, best_dir: Path, data, resolved: ResolvedConfig, metric: str, batch_size: int, run, step: int):

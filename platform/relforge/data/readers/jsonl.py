@@ -50,6 +50,9 @@ def _int(ent: dict, key: str, path: Path, where: str, role: str) -> int | None:
 
 def parse_generic(rec: Any, path: Path, where: str, default_id: str, no_relation: str | None,
                   known: set[str] | None) -> Example:
+    """One record of the generic JSON-lines format (relforge/data/README.md)
+    as an :class:`Example`; anything wrong is a ``DataFormatError`` naming
+    the file, the record and the field."""
     if not isinstance(rec, dict):
         raise DataFormatError(path, f"expected a JSON object, got {type(rec).__name__}", record=where)
     extra = sorted(set(rec) - RECORD_KEYS)
@@ -68,35 +71,7 @@ def parse_generic(rec: Any, path: Path, where: str, default_id: str, no_relation
         raise DataFormatError(path, f"expected a non-empty string, got {text!r}", record=where, field="text")
     if tokens is not None:
         tokens = check_tokens(tokens, path, where, "tokens")
-    raw = {}
-    for role in ("head", "tail"):
-        ent = rec.get(role)
-        if ent is None:
-            raise DataFormatError(path, "missing field", record=where, field=role)
-        if not isinstance(ent, dict):
-            raise DataFormatError(path, f"expected an object, got {ent!r}", record=where, field=role)
-        bad = sorted(set(ent) - ENTITY_KEYS)
-        if bad:
-            raise DataFormatError(path, f"unknown key(s) {bad}; allowed: {sorted(ENTITY_KEYS)}", record=where,
-                                  field=f"{role}.{bad[0]}")
-        vals = {k: _int(ent, k, path, where, role) for k in ("start", "end", "token_start", "token_end")}
-        has_char = vals["start"] is not None or vals["end"] is not None
-        has_tok = vals["token_start"] is not None or vals["token_end"] is not None
-        if has_char and (vals["start"] is None or vals["end"] is None):
-            raise DataFormatError(path, "give both start and end", record=where, field=f"{role}.start")
-        if has_tok and (vals["token_start"] is None or vals["token_end"] is None):
-            raise DataFormatError(path, "give both token_start and token_end", record=where,
-                                  field=f"{role}.token_start")
-        if not has_char and not has_tok:
-            raise DataFormatError(path, "missing span: give start/end (characters) or token_start/token_end",
-                                  record=where, field=f"{role}.start")
-        if has_char and text is None:
-            raise DataFormatError(path, "character offsets need 'text'", record=where, field=f"{role}.start")
-        if has_tok and tokens is None and text is not None and not has_char:
-            raise DataFormatError(path, "token offsets need 'tokens'", record=where, field=f"{role}.token_start")
-        if "type" in ent and ent["type"] is not None and not isinstance(ent["type"], str):
-            raise DataFormatError(path, f"expected a string, got {ent['type']!r}", record=where, field=f"{role}.type")
-        raw[role] = (ent, vals)
+    raw = {role: _entity_fields(rec, role, text, tokens, path, where) for role in ("head", "tail")}
     # text and tokens with character spans for every token
     if text is None:
         text, offsets = token_char_offsets(tokens)
@@ -105,31 +80,84 @@ def parse_generic(rec: Any, path: Path, where: str, default_id: str, no_relation
         tokens, offsets = tokenize_with_offsets(text, bounds)
     else:
         offsets = _align(text, tokens, path, where)
-    entities = []
-    for role, (ent, vals) in raw.items():
-        s, e, ts, te = vals["start"], vals["end"], vals["token_start"], vals["token_end"]
-        if s is not None and not (0 <= s < e <= len(text)):
-            raise DataFormatError(path, f"character span [{s}, {e}) out of range for a text of {len(text)} "
-                                  f"characters", record=where, field=f"{role}.end")
-        if ts is not None and not (0 <= ts < te <= len(tokens)):
-            raise DataFormatError(path, f"token span [{ts}, {te}) out of range for {len(tokens)} tokens",
-                                  record=where, field=f"{role}.token_end")
-        if s is None:
-            s, e = offsets[ts][0], offsets[te - 1][1]
-        elif ts is None:
-            span = char_to_token_span(offsets, s, e)
-            if span is None:
-                raise DataFormatError(path, f"character span [{s}, {e}) ({text[s:e]!r}) does not start and end "
-                                      f"on token boundaries", record=where, field=f"{role}.start")
-            ts, te = span
-        elif (offsets[ts][0], offsets[te - 1][1]) != (s, e):
-            raise DataFormatError(path, f"token span [{ts}, {te}) covers {text[offsets[ts][0]:offsets[te - 1][1]]!r} "
-                                  f"but the character span [{s}, {e}) covers {text[s:e]!r}", record=where,
-                                  field=f"{role}.token_start")
-        if ent.get("text") is not None and ent["text"] != text[s:e]:
-            raise DataFormatError(path, f"the span covers {text[s:e]!r}, not {ent['text']!r}", record=where,
-                                  field=f"{role}.text")
-        entities.append(Entity(text=text[s:e], start=s, end=e, token_start=ts, token_end=te, type=ent.get("type")))
+    head, tail = (_entity(role, *raw[role], text, tokens, offsets, path, where) for role in ("head", "tail"))
+    rels = _relations(rec, no_relation, known, path, where)
+    meta = rec.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise DataFormatError(path, f"expected an object, got {meta!r}", record=where, field="meta")
+    for key in ("doc_id", "sent_id"):
+        if rec.get(key) is not None and not isinstance(rec[key], (str, int)):
+            raise DataFormatError(path, f"expected a string, got {rec[key]!r}", record=where, field=key)
+    return Example(id=rid, text=text, tokens=list(tokens), head=head, tail=tail,
+                   relations=frozenset(r for r in rels if r != no_relation),
+                   doc_id=str(rec["doc_id"]) if rec.get("doc_id") is not None else None,
+                   sent_id=str(rec["sent_id"]) if rec.get("sent_id") is not None else None, meta=dict(meta))
+
+
+def _entity_fields(rec: dict, role: str, text: str | None, tokens: list[str] | None, path: Path,
+                   where: str) -> tuple[dict, dict[str, int | None]]:
+    """The ``head``/``tail`` object and its checked integer fields."""
+    ent = rec.get(role)
+    if ent is None:
+        raise DataFormatError(path, "missing field", record=where, field=role)
+    if not isinstance(ent, dict):
+        raise DataFormatError(path, f"expected an object, got {ent!r}", record=where, field=role)
+    bad = sorted(set(ent) - ENTITY_KEYS)
+    if bad:
+        raise DataFormatError(path, f"unknown key(s) {bad}; allowed: {sorted(ENTITY_KEYS)}", record=where,
+                              field=f"{role}.{bad[0]}")
+    vals = {k: _int(ent, k, path, where, role) for k in ("start", "end", "token_start", "token_end")}
+    has_char = vals["start"] is not None or vals["end"] is not None
+    has_tok = vals["token_start"] is not None or vals["token_end"] is not None
+    if has_char and (vals["start"] is None or vals["end"] is None):
+        raise DataFormatError(path, "give both start and end", record=where, field=f"{role}.start")
+    if has_tok and (vals["token_start"] is None or vals["token_end"] is None):
+        raise DataFormatError(path, "give both token_start and token_end", record=where,
+                              field=f"{role}.token_start")
+    if not has_char and not has_tok:
+        raise DataFormatError(path, "missing span: give start/end (characters) or token_start/token_end",
+                              record=where, field=f"{role}.start")
+    if has_char and text is None:
+        raise DataFormatError(path, "character offsets need 'text'", record=where, field=f"{role}.start")
+    if has_tok and tokens is None and text is not None and not has_char:
+        raise DataFormatError(path, "token offsets need 'tokens'", record=where, field=f"{role}.token_start")
+    if "type" in ent and ent["type"] is not None and not isinstance(ent["type"], str):
+        raise DataFormatError(path, f"expected a string, got {ent['type']!r}", record=where, field=f"{role}.type")
+    return ent, vals
+
+
+def _entity(role: str, ent: dict, vals: dict[str, int | None], text: str, tokens: list[str],
+            offsets: list[tuple[int, int]], path: Path, where: str) -> Entity:
+    """The entity with its character and token spans, each derived from the
+    other when only one is given, and both checked."""
+    s, e, ts, te = vals["start"], vals["end"], vals["token_start"], vals["token_end"]
+    if s is not None and not (0 <= s < e <= len(text)):
+        raise DataFormatError(path, f"character span [{s}, {e}) out of range for a text of {len(text)} "
+                              f"characters", record=where, field=f"{role}.end")
+    if ts is not None and not (0 <= ts < te <= len(tokens)):
+        raise DataFormatError(path, f"token span [{ts}, {te}) out of range for {len(tokens)} tokens",
+                              record=where, field=f"{role}.token_end")
+    if s is None:
+        s, e = offsets[ts][0], offsets[te - 1][1]
+    elif ts is None:
+        span = char_to_token_span(offsets, s, e)
+        if span is None:
+            raise DataFormatError(path, f"character span [{s}, {e}) ({text[s:e]!r}) does not start and end "
+                                  f"on token boundaries", record=where, field=f"{role}.start")
+        ts, te = span
+    elif (offsets[ts][0], offsets[te - 1][1]) != (s, e):
+        raise DataFormatError(path, f"token span [{ts}, {te}) covers {text[offsets[ts][0]:offsets[te - 1][1]]!r} "
+                              f"but the character span [{s}, {e}) covers {text[s:e]!r}", record=where,
+                              field=f"{role}.token_start")
+    if ent.get("text") is not None and ent["text"] != text[s:e]:
+        raise DataFormatError(path, f"the span covers {text[s:e]!r}, not {ent['text']!r}", record=where,
+                              field=f"{role}.text")
+    return Entity(text=text[s:e], start=s, end=e, token_start=ts, token_end=te, type=ent.get("type"))
+
+
+def _relations(rec: dict, no_relation: str | None, known: set[str] | None, path: Path, where: str) -> list[str]:
+    """The record's labels (``relations`` list or one ``relation``), checked
+    against the labels file when there is one."""
     if "relations" in rec and "relation" in rec:
         raise DataFormatError(path, "give 'relations' or 'relation', not both", record=where, field="relation")
     if "relations" in rec:
@@ -157,16 +185,7 @@ def parse_generic(rec: Any, path: Path, where: str, default_id: str, no_relation
     if no_relation is not None and no_relation in rels and len(rels) > 1:
         raise DataFormatError(path, f"{no_relation!r} (no relation) together with other relations {rels}",
                               record=where, field=field)
-    meta = rec.get("meta") or {}
-    if not isinstance(meta, dict):
-        raise DataFormatError(path, f"expected an object, got {meta!r}", record=where, field="meta")
-    for key in ("doc_id", "sent_id"):
-        if rec.get(key) is not None and not isinstance(rec[key], (str, int)):
-            raise DataFormatError(path, f"expected a string, got {rec[key]!r}", record=where, field=key)
-    return Example(id=rid, text=text, tokens=list(tokens), head=entities[0], tail=entities[1],
-                   relations=frozenset(r for r in rels if r != no_relation),
-                   doc_id=str(rec["doc_id"]) if rec.get("doc_id") is not None else None,
-                   sent_id=str(rec["sent_id"]) if rec.get("sent_id") is not None else None, meta=dict(meta))
+    return rels
 
 
 class JsonlDataset(FileDataset):
