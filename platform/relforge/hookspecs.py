@@ -238,6 +238,28 @@ def on_tags(run: Run, tags: dict[str, str]) -> None:
 
 
 @hookspec
+def on_dataset(run: Run, name: str, split: str, digest: str, source: str, examples: int) -> None:
+    """A run read a data split (what MLflow shows as a run's dataset input).
+
+    Arguments:
+        run: the :class:`relforge.run.Run`.
+        name: str, the data set's registered name (``relforge.semeval``).
+        split: str, the role it plays in the run (``train``, ``dev``, ``test``).
+        digest: str, a short hash of the split's examples (ids, spans and
+            labels, after sampling), so two runs can be seen to share data.
+        source: str, where it was read from (a folder, or the data set name).
+        examples: int, how many examples the split holds.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        By ``Run.log_dataset``, which the pipeline calls once per split after
+        loading and sampling the data.
+    """
+
+
+@hookspec
 def on_artifact(run: Run, path: Path, artifact_path: str | None) -> None:
     """A file was produced that belongs to the run (predictions, figures, tables).
 

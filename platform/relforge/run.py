@@ -65,6 +65,11 @@ class Run:
         self.tags.update(tags)
         self.registry.hook.on_tags(run=self, tags=tags)
 
+    def log_dataset(self, name: str, split: str, digest: str, source: str, examples: int) -> None:
+        """Record a data split the run read (trackers show it as an input)."""
+        self.registry.hook.on_dataset(run=self, name=name, split=split, digest=digest, source=source,
+                                      examples=int(examples))
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if not path.exists():

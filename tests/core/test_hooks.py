@@ -169,3 +169,20 @@ def test_hook_on_run_end(tmp_path):
     rec = Recorder()
     _run(tmp_path, rec, fail=True)
     assert rec.events[-1] == ("end", "FAILED", "RuntimeError")
+
+
+def test_hook_on_dataset(tmp_path, monkeypatch):
+    class Seen:
+        def __init__(self):
+            self.calls = []
+
+        @hookimpl
+        def on_dataset(self, run, name, split, digest, source, examples):
+            self.calls.append((name, split, digest, examples))
+
+    seen = Seen()
+    reg = toy_registry((seen, "seen"))
+    cfg = load_config([], ["method=toy", "tracking.trackers=[]"], registry=reg)
+    with Run(cfg, registry=reg, output_dir=tmp_path / "run") as run:
+        run.log_dataset("toy.tiny", "train", "abc123", "toy.tiny", 1)
+    assert seen.calls == [("toy.tiny", "train", "abc123", 1)]

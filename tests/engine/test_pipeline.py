@@ -56,6 +56,10 @@ def test_generative_baseline_trains_evaluates_logs_and_round_trips(tiny_t5_dir, 
     assert tags["method"] == "generative_ce" and tags["dataset"] == "quickstart" and tags["seed"] == "42"
     assert tags["backbone"] == str(tiny_t5_dir) and "plugin.cptuning" in tags and "git_commit" in tags
     assert run.data.metrics["data/train_examples"] == 48
+    # the splits are the run's dataset inputs, with digests (MLflow's Dataset column)
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "dev", "test"} and inputs["test"].name == "quickstart/test"
+    assert len(inputs["train"].digest) == 12 and inputs["train"].digest != inputs["test"].digest
     assert "test/micro_f1" in run.data.metrics and "dev/micro_f1" in run.data.metrics
     arts = {a.path for a in store.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "predictions", "reports"} <= arts

@@ -57,7 +57,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
               console: Console | None = None, progress: bool = False, shard: tuple[int, int] = (1, 1),
               rerun: bool = False) -> list[CellResult]:
     from relforge.bench import store
-    from relforge.bench.report import aggregate, write_report
+    from relforge.bench.compare import mlflow_metrics
     from relforge.config import validate_config
     from relforge.engine.pipeline import train_run
     from relforge.registry import get_registry
@@ -120,11 +120,14 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                                         "seconds": round(r.seconds, 1), "error": r.error, "metrics": r.metrics}
                                        for r in results], indent=2), encoding="utf-8")
         parent.log_artifact(summary, "report")
-        rows = [{"coordinates": r.cell.coordinates, "metrics": r.metrics} for r in results
-                if r.status in ("FINISHED", "SKIPPED")]
-        for path in write_report(aggregate(rows, spec.metrics), spec.metrics, root / "report",
-                                 f"Suite {spec.name}"):
-            parent.log_artifact(path, "report")
+        rows = [{"coordinates": r.cell.coordinates, "metrics": r.metrics, "dataset": cell_dataset(r.cell)}
+                for r in results if r.status in ("FINISHED", "SKIPPED")]
+        if rows:
+            paths, comparisons = write_suite_report(spec, rows, root, registry=registry)
+            for path in paths:
+                parent.log_artifact(path, "report")
+            if comparisons:
+                parent.log_metrics(mlflow_metrics(comparisons), 0)
     failed = [r for r in results if r.status == "FAILED"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(results)} cells failed[/]; their errors are in {root / 'errors'}",
@@ -183,8 +186,7 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
     MLflow when tracking is on, else from the cells' result.json files),
     write the report and log it to the suite's parent run."""
     from relforge.bench import store
-    from relforge.bench.compare import comparison_markdown, forest_plot, mlflow_metrics
-    from relforge.bench.report import aggregate, markdown, write_report
+    from relforge.bench.compare import mlflow_metrics
 
     console = console or Console()
     root = Path(output_dir) / spec.name
@@ -200,16 +202,7 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
                 rows.append({"coordinates": cell.coordinates, "metrics": earlier[0], "dataset": cell_dataset(cell)})
     if not rows:
         raise ValueError(f"suite {spec.name!r} has no finished cells yet (run `relforge bench` first)")
-    aggs = aggregate(rows, spec.metrics)
-    comparisons, notes, significant = paired_comparisons(spec, aggs, root, registry=registry)
-    extra = comparison_markdown(comparisons, notes, resamples=spec.compare.resamples if spec.compare else 10_000)
-    paths = write_report(aggs, spec.metrics, root / "report", f"Suite {spec.name}", significant, extra)
-    forest = forest_plot(comparisons, root / "report" / "forest.png")
-    if forest is not None:
-        paths.append(forest)
-    console.print(markdown(aggs, spec.metrics, f"Suite {spec.name} ({len(rows)} finished cells)", significant),
-                  markup=False)
-    console.print(extra, markup=False)
+    paths, comparisons = write_suite_report(spec, rows, root, registry=registry, console=console)
     if client is not None:
         parent = store.find_parent(client, tracking, spec.name, "1/1") or next(
             iter(store.search(client, tracking, [f"tags.`relforge.suite` = '{spec.name}'",
@@ -221,6 +214,27 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
             for key, value in mlflow_metrics(comparisons).items():
                 client.log_metric(parent_id, key, value)
     return paths
+
+
+def write_suite_report(spec: SuiteFile, rows, root: Path, *, registry=None, console: Console | None = None):
+    """The suite's report folder (tables over seeds, paired comparisons,
+    figures) from finished cells' ``rows``; printed when ``console`` is
+    given. Returns (paths written, comparisons)."""
+    from relforge.bench.compare import comparison_markdown, forest_plot
+    from relforge.bench.report import aggregate, markdown, write_report
+
+    aggs = aggregate(rows, spec.metrics)
+    comparisons, notes, significant = paired_comparisons(spec, aggs, root, registry=registry)
+    extra = comparison_markdown(comparisons, notes, resamples=spec.compare.resamples if spec.compare else 10_000)
+    paths = write_report(aggs, spec.metrics, root / "report", f"Suite {spec.name}", significant, extra)
+    forest = forest_plot(comparisons, root / "report" / "forest.png")
+    if forest is not None:
+        paths.append(forest)
+    if console is not None:
+        console.print(markdown(aggs, spec.metrics, f"Suite {spec.name} ({len(rows)} finished cells)", significant),
+                      markup=False)
+        console.print(extra, markup=False)
+    return paths, comparisons
 
 
 def paired_comparisons(spec: SuiteFile, aggs, root: Path, *, registry=None):

@@ -98,6 +98,17 @@ def log_model_counts(run, model, phase: str, step: int) -> None:
         run.log_metrics({f"model/{phase}/{k}": v for k, v in counts.items()}, step)
 
 
+def split_digest(examples: Sequence[Example]) -> str:
+    """A short hash of a split's examples (ids, entity spans, labels)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(f"{ex.id}|{ex.head.start}:{ex.head.end}|{ex.tail.start}:{ex.tail.end}|"
+                 f"{','.join(sorted(ex.relations))}\n".encode())
+    return h.hexdigest()[:12]
+
+
 def plugin_versions(registry) -> dict[str, dict[str, str | None]]:
     """Plugin name -> its distribution and version, for a saved model's meta."""
     out = {}
@@ -177,6 +188,9 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         for note in data.notes:
             print(f"data: {note}")
         run.log_metrics({f"data/{role}_examples": len(exs) for role, exs in data.splits.items()}, 0)
+        for role, exs in data.splits.items():
+            run.log_dataset(run_cfg.data.dataset_name, role, split_digest(exs),
+                            str(run_cfg.data.data_dir or run_cfg.data.dataset_name), len(exs))
         if run_cfg.decision.tune_on_dev and (not data.splits.get("dev") or data.episodes):
             raise ValueError("decision.tune_on_dev needs a dev split of single examples (not episodes) to tune on")
         label_words = {lab: data.verbalizer.words[lab] for lab in data.labels}

@@ -165,6 +165,18 @@ def on_artifact(run, path, artifact_path):
 
 
 @hookimpl
+def on_dataset(run, name, split, digest, source, examples):
+    if NAME not in run.state:
+        return
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = Dataset(name=f"{name}/{split}", digest=digest, source_type="relforge", source=source,
+                      profile=f'{{"examples": {int(examples)}}}')
+    _client(run).log_inputs(run.state[NAME]["run_id"],
+                            datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", split)])])
+
+
+@hookimpl
 def on_run_end(run, status, error):
     if NAME not in run.state:
         return
