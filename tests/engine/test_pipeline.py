@@ -164,6 +164,12 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
     assert res.exit_code == 0 and "metric: multilabel" in res.output and "multi_micro_f1" in res.output
     res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(multi), "--metric", "micro_f1"])
     assert res.exit_code == 2 and "--metric" in res.output
+    # an unknown data set: one line, exit code 2 (it was a RegistryError traceback)
+    from relforge.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(out.model_dir), "--data", "nosuchset"])
+    assert exit_.value.code == 2
 
 
 def test_train_cli_reports_bad_config_and_missing_model(tmp_path):

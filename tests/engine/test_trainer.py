@@ -148,3 +148,15 @@ def test_a_damaged_checkpoint_is_named_with_the_way_out(tmp_path, damaged):
     with pytest.raises(InputError, match=r"checkpoint is damaged .*--no-resume"):
         again.train()
     assert again.train(resume=False).state.global_step == 8  # --no-resume starts afresh
+
+
+def test_random_states_that_cannot_be_loaded_are_said(tmp_path, capsys):
+    trainer = Trainer(TinyRegressor(), make_data(), collate, settings(epochs=1, save_every=4), tmp_path,
+                      progress=False)
+    trainer.train()
+    (tmp_path / "checkpoint" / "random_states_0.pkl").write_bytes(b"not a pickle")
+    again = Trainer(TinyRegressor(), make_data(), collate, settings(epochs=2, save_every=4), tmp_path,
+                    progress=False)
+    again.load_checkpoint()
+    assert again.random_states_restored is False
+    assert "random_states_0.pkl could not be loaded" in capsys.readouterr().out

@@ -200,7 +200,25 @@ class Trainer:
             raise InputError(f"{folder}: the checkpoint is damaged and cannot be resumed ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]}); start afresh with --no-resume (the checkpoint "
                              f"is replaced), or use another --output-dir") from exc
+        self._check_random_states(folder)
         return True
+
+    def _check_random_states(self, folder: Path) -> None:
+        """Accelerate skips random states it cannot load with a log line at
+        INFO level; say it, since the resumed run then differs from an
+        uninterrupted one (dropout masks, and data order where the sampler
+        does not fix it)."""
+        from accelerate.utils import load
+
+        path = Path(folder) / f"random_states_{self.accelerator.process_index}.pkl"
+        try:
+            load(path)
+        except Exception as exc:  # noqa: BLE001 - whatever accelerate could not read
+            self.random_states_restored = False
+            self.accelerator.print(f"warning: {path} could not be loaded ({type(exc).__name__}); the resumed run's "
+                                   f"random state (dropout) differs from an uninterrupted run's")
+        else:
+            self.random_states_restored = True
 
     # ---- the loop --------------------------------------------------------
 
