@@ -94,3 +94,24 @@ def test_bench_dry_run_cli():
     assert "method=generative_ce,seed=13" in res.stdout
     res = CliRunner().invoke(app, ["bench", "no-such-suite"])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_a_changed_suite_cell_is_refused_not_resumed_in_its_old_folder(tmp_path):
+    """Issue 19: a suite whose settings changed under the same output folder used to resume old
+    checkpoints and log old metrics under new config hashes."""
+    import yaml
+
+    from relforge.config import redact
+    from relforge.engine.pipeline import check_same_run
+
+    old = SuiteFile(name="t", base={"data": {"dataset": "quickstart"}, "train": {"epochs": 1}},
+                    matrix={"method": ["marker_classifier"], "seed": [1]})
+    new = old.model_copy(update={"base": {"data": {"dataset": "quickstart"}, "train": {"epochs": 2}}})
+    cell_old, cell_new = expand(old)[0], expand(new)[0]
+    assert cell_old.cell_id == cell_new.cell_id and cell_old.config_hash != cell_new.config_hash
+    folder = tmp_path / cell_old.cell_id
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(redact(cell_old.resolved.data)))
+    check_same_run(folder, cell_old.resolved)  # the same cell resumes
+    with pytest.raises(ConfigError, match=r"train.epochs: 1 -> 2.*--rerun"):
+        check_same_run(folder, cell_new.resolved)
