@@ -142,6 +142,8 @@ def test_killed_suite_resumes_skipping_finished_cells(tiny_bert_dir, tmp_path):
     assert by_seed["2"] == ["FINISHED"]
     parents = client.search_runs([exp.experiment_id], "tags.`relforge.role` = 'suite'")
     assert len(parents) == 1  # the re-run continued the suite's parent run
+    # the parent carries the arms' numbers (its experiment-page columns), not only artifacts
+    assert parents[0].data.metrics["mean/method_marker_classifier/test_micro_f1_seeds"] == 2
     arts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
     assert {"report/report.md", "report/report.csv", "report/bar-test_micro_f1.png"} <= arts
     # a third invocation has nothing left to do

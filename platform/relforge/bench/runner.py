@@ -58,6 +58,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
               rerun: bool = False) -> list[CellResult]:
     from relforge.bench import store
     from relforge.bench.compare import mlflow_metrics
+    from relforge.bench.report import aggregate
     from relforge.config import validate_config
     from relforge.engine.pipeline import train_run
     from relforge.registry import get_registry
@@ -126,8 +127,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
             paths, comparisons = write_suite_report(spec, rows, root, registry=registry)
             for path in paths:
                 parent.log_artifact(path, "report")
-            if comparisons:
-                parent.log_metrics(mlflow_metrics(comparisons), 0)
+            parent.log_metrics({**arm_means(aggregate(rows, spec.metrics)), **mlflow_metrics(comparisons)}, 0)
     failed = [r for r in results if r.status == "FAILED"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(results)} cells failed[/]; their errors are in {root / 'errors'}",
@@ -211,9 +211,26 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
         if parent_id:
             for p in paths:
                 client.log_artifact(parent_id, str(p), "report")
-            for key, value in mlflow_metrics(comparisons).items():
+            from relforge.bench.report import aggregate
+
+            for key, value in {**arm_means(aggregate(rows, spec.metrics)), **mlflow_metrics(comparisons)}.items():
                 client.log_metric(parent_id, key, value)
     return paths
+
+
+def arm_means(aggs) -> dict[str, float]:
+    """``mean/<arm>/<metric>`` (and ``_std``, ``_seeds``) for the suite's
+    parent run, so the experiment page shows the arms' numbers on it."""
+    import re
+
+    from relforge.bench.compare import arm_key, arm_name
+
+    out = {}
+    for a in aggs:
+        key = re.sub(r"[^A-Za-z0-9_.\-/ ]", "_", f"mean/{arm_name(arm_key(a.group))}").replace(" ", "")
+        metric = a.metric.replace("/", "_")
+        out.update({f"{key}/{metric}": a.mean, f"{key}/{metric}_std": a.std, f"{key}/{metric}_seeds": a.count})
+    return out
 
 
 def write_suite_report(spec: SuiteFile, rows, root: Path, *, registry=None, console: Console | None = None):
