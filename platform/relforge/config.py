@@ -351,7 +351,8 @@ def validate_config(data: Mapping[str, Any], *, registry=None, check: bool = Tru
     try:
         run = RunConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(format_validation_error(exc))) from None
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(format_validation_error(exc, model=RunConfig))) \
+            from None
     components: dict[str, tuple[str, BaseModel]] = {}
     problems: list[str] = []
     refs: list[tuple[str, ComponentKind, ComponentRef]] = []
@@ -373,7 +374,8 @@ def validate_config(data: Mapping[str, Any], *, registry=None, check: bool = Tru
         try:
             settings = info.settings_model.model_validate(ref.settings)
         except ValidationError as exc:
-            problems += format_validation_error(exc, prefix=path, component=info.full_name)
+            problems += format_validation_error(exc, prefix=path, component=info.full_name,
+                                                model=info.settings_model)
             continue
         components[path] = (info.full_name, settings)
     if problems:

@@ -15,7 +15,29 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the key path(s)."""
 
 
-def format_validation_error(exc: ValidationError, *, prefix: str = "", component: str | None = None) -> list[str]:
+def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The field names of the (nested) pydantic model that holds ``loc``'s
+    last key, following annotations; [] when it cannot be told."""
+    import typing
+
+    current: Any = model
+    for part in loc[:-1]:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return []
+        ann = current.model_fields[part].annotation
+        options = [a for a in typing.get_args(ann) or (ann,) if isinstance(a, type) and issubclass(a, BaseModel)]
+        current = options[0] if options else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def format_validation_error(exc: ValidationError, *, prefix: str = "", component: str | None = None,
+                            model: type[BaseModel] | None = None) -> list[str]:
+    """One line per error: the key path, what is wrong, what was given, the
+    component; for an unknown key, the closest allowed one (``did you mean``)."""
+    import difflib
+
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
@@ -23,6 +45,9 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "", component
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            close = difflib.get_close_matches(str(err["loc"][-1]), _fields_at(model, err["loc"]), n=1, cutoff=0.6)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
         where = f" (component {component})" if component else ""
         got = ""
         if "input" in err and err["type"] != "extra_forbidden" and not isinstance(err["input"], (dict, list)):
@@ -36,7 +61,7 @@ def validate_settings(model: type[BaseModel], data: Mapping[str, Any], *, path: 
         return model.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(
-            format_validation_error(exc, prefix=path, component=component))) from None
+            format_validation_error(exc, prefix=path, component=component, model=model))) from None
 
 
 class UserFacingError(Exception):

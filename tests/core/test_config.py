@@ -145,3 +145,14 @@ def test_run_and_suite_names_stay_inside_their_output_folders():
     with pytest.raises(ValueError, match="suite name"):
         SuiteFile(name="../../x")
     assert load_config([], ["name=my-run"]).run.name == "my-run"
+
+
+def test_an_unknown_key_suggests_the_closest_allowed_one():
+    with pytest.raises(ConfigError, match=r"train.epoch: unknown key; did you mean 'epochs'\?"):
+        load_config([], ["method=generative_ce", "train.epoch=2"])
+    with pytest.raises(ConfigError, match=r"model.pool_sise: unknown key; did you mean 'pool_size'\? "
+                                          r"\(component etrag.rag\)"):
+        load_config([], ["method=etrag", "model.pool_sise=2"])
+    with pytest.raises(ConfigError) as exc:
+        load_config([], ["method=generative_ce", "train.zzzzz=2"])
+    assert "did you mean" not in str(exc.value)  # nothing close: no guess
