@@ -94,7 +94,7 @@ KNOWN = [
      r"loss cptuning.contrastive_threshold needs .*token logits .* model relforge.marker_classifier does not"),
     (["method=cptuning", "retriever=etrag.soft_knn"],
      r"retriever: model relforge.seq2seq does not use a retriever.*retriever=null"),
-    (["method=etrag", "model.kk=3"], r"model.kk: unknown key \(component etrag.rag\)"),
+    (["method=etrag", "model.kk=3"], r"model.kk: unknown key; did you mean 'k'\? \(component etrag.rag\)"),
     (["method=marker_classifier", "train.group_learning_rates={retriever: 0.1}"],
      r"model relforge.marker_classifier has no parameter group\(s\) retriever"),
 ]

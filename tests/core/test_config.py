@@ -61,7 +61,7 @@ def test_component_setting_errors_name_path_and_component(reg):
     with pytest.raises(ConfigError) as exc:
         load_config([], ["method=toy", "loss.scael=2", "pretraining.0.steps=x"], registry=reg)
     msg = str(exc.value)
-    assert "loss.scael: unknown key (component toy.scaled_mse)" in msg
+    assert "loss.scael: unknown key; did you mean 'scale'? (component toy.scaled_mse)" in msg
     assert "pretraining.0.steps: Input should be a valid integer" in msg
     assert "(component toy.counting)" in msg
 

@@ -54,7 +54,7 @@ def test_create_validates_settings_with_key_path_and_component():
     reg = fresh((ToyPlugin(), "toy"))
     with pytest.raises(ValueError, match=r"loss\.scale: .*greater than 0.*component toy\.scaled_mse"):
         reg.create("loss", "mse", {"scale": -1})
-    with pytest.raises(ValueError, match=r"loss\.scael: unknown key \(component toy\.scaled_mse\)"):
+    with pytest.raises(ValueError, match=r"loss\.scael: unknown key; did you mean .scale.\? \(component toy\.scaled_mse\)"):
         reg.create("loss", "mse", {"scael": 1})
 
 

@@ -241,7 +241,7 @@ def test_analysis_counts_label_agreement(built, monkeypatch):
 def test_settings_are_validated_with_the_configuration(tiny_t5_dir, tiny_bert_dir):
     from relforge.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"model.pool_sise: unknown key \(component etrag.rag\)"):
+    with pytest.raises(ConfigError, match=r"model.pool_sise: unknown key; did you mean .pool_size.\? \(component etrag.rag\)"):
         _resolved(tiny_t5_dir, tiny_bert_dir, "model.pool_sise=3")
 
 
