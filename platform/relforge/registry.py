@@ -219,7 +219,8 @@ class Registry:
             if not name:
                 raise RegistryError(f"{kind.value} {component.__qualname__} has no name; set the class "
                                     f"attribute `name` or pass register(..., name=...)")
-            description = description or " ".join((inspect.getdoc(component) or "").split("\n\n")[0].split())
+            description = description or plain_text(" ".join((inspect.getdoc(component) or "").split("\n\n")[0]
+                                                             .split()))
         if "." in name:
             raise RegistryError(f"{kind.value} name {name!r} must not contain '.'; the registry adds "
                                 f"the plugin prefix itself")
@@ -323,6 +324,17 @@ class Registry:
             out["plugins"].append({"name": p.name, "version": p.version, "source": p.source,
                                    "module": p.module, "error": p.error, "hooks": p.hooks, "components": comps})
         return out
+
+
+def plain_text(text: str) -> str:
+    """A docstring line without reStructuredText markup: ``x`` -> x,
+    :class:`~a.B` -> B, :mod:`a.b` -> a.b, **x** -> x."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).split(".")[-1] if m.group(0).split("`")[1]
+                  .startswith("~") else m.group(1), text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
 
 
 def _abilities(factory: Any) -> dict[str, Any]:

@@ -214,3 +214,15 @@ def test_settings_base_forbids_extra():
 
     with pytest.raises(Exception):
         S(b=2)
+
+
+def test_descriptions_are_plain_text():
+    from relforge.registry import get_registry, plain_text
+
+    assert plain_text("``score`` via :meth:`~a.B.rank_encoded` in :mod:`relforge.retrieval`, **not** x") == \
+        "score via rank_encoded in relforge.retrieval, not x"
+    from relforge.components import ComponentKind
+
+    for kind in ComponentKind:
+        for info in get_registry().components(kind):
+            assert "``" not in info.description and ":class:`" not in info.description, info.full_name
