@@ -372,15 +372,18 @@ class _Progress:
                                        TimeElapsedColumn, TimeRemainingColumn)
 
             self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("loss {task.fields[loss]:.4f}"),
-                              TextColumn("{task.fields[speed]:.2f} steps/s"),
+                              TextColumn("{task.fields[status]}"),
                               TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
-            self.task = self.p.add_task("train", total=total, loss=float("nan"), speed=0.0)
+            # no loss is shown before the first optimizer step has one
+            self.task = self.p.add_task("train", total=total, status="first step ...")
             self.p.start()
 
     def advance(self, n: int, **fields: float) -> None:
         if self.enabled:
-            self.p.update(self.task, advance=n, **fields)
+            status = {}
+            if "loss" in fields:
+                status["status"] = f"loss {fields['loss']:.4f}, {fields.get('speed', 0.0):.2f} steps/s"
+            self.p.update(self.task, advance=n, **status)
 
     def close(self) -> None:
         if self.enabled:
