@@ -402,18 +402,18 @@ def quickstart(
 
 @app.command()
 def ui(
-    port: Annotated[int, typer.Option("--port")] = 5000,
+    port: Annotated[int, typer.Option("--port", help="The port on 127.0.0.1 to serve on.")] = 5000,
     workers: Annotated[int, typer.Option("--workers", help="Web server worker processes.")] = 1,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, "
                             "else sqlite:///mlflow.db in this folder.")] = None,
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 for the run store."""
+    """Start the MLflow UI on 127.0.0.1 for the run store (the server and its workers stop with this command:
+    Ctrl-C, SIGTERM or SIGHUP)."""
+    import os
+    import signal
     import subprocess
-    import sys
 
     from relforge.tracking.mlflow_tracker import artifact_location_for, default_tracking_uri
-
-    import os
 
     uri = tracking_uri or default_tracking_uri()
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
@@ -426,7 +426,33 @@ def ui(
     # MLflow's server-side job runner (GenAI evaluation jobs) is of no use to
     # RelForge and starts a pool of worker processes: keep it off unless asked for
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # the server (mlflow, then uvicorn and its workers) gets a process group of its own, which is ended
+    # as a whole when this command ends, however it ends
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(*_: object) -> None:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop()
+        raise typer.Exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        stop()
+    raise typer.Exit(code)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
