@@ -367,7 +367,12 @@ def test_jsonl_char_token_and_both_offsets(tmp_path):
     assert ex[1].text == "Bo Kay visited Rill ." and ex[1].head.text == "Bo Kay"
     assert ex[2].head.text == "Cy  Dunn" and ex[2].relations == {"knows", "met"} and ex[2].meta == {"src": "x"}
     assert_sound(ex[:2])
-    assert ds.labels(None) == ["born_in", "knows", "met"]
+    # issue 21: a pair without relations means "no relation", a label of the label space by default
+    assert ds.labels(None) == ["no_relation", "born_in", "knows", "met"]
+    # and a label space without one cannot express that pair: refused at load time, naming the line
+    strict = JsonlDataset(JsonlDataset.Settings(path=str(tmp_path), no_relation=None))
+    with pytest.raises(DataFormatError, match=r"line 2.*no_relation: null.*cannot express it"):
+        strict.read("train", None)
 
 
 @pytest.mark.parametrize("row, match", [

@@ -201,8 +201,9 @@ class JsonlDataset(FileDataset):
     }
 
     class Settings(FileDataset.Settings):
-        #: the label that means "no relation" in the files (also accepted: [] / null)
-        no_relation: str | None = None
+        #: the label that means "no relation" (a pair with "relations": [] or "relation": null has it; a file
+        #: may also spell it out). null: the data has no such pairs -- one that does is refused at load time
+        no_relation: str | None = "no_relation"
         #: a JSON list of labels (or object label -> id), relative to the folder; optional
         labels_file: str = "labels.json"
         #: the metric: micro_f1 (single label), multilabel (pairs with several relations) or semeval
@@ -250,6 +251,11 @@ class JsonlDataset(FileDataset):
         for lineno, rec in iter_jsonl(path):
             report.records += 1
             ex = parse_generic(rec, path, f"line {lineno}", f"{split}-{lineno}", self.no_relation, known)
+            if not ex.relations and self.no_relation is None:
+                raise DataFormatError(path, "a pair without relations, but the data set has no no-relation label "
+                                      "(no_relation: null), so its label space cannot express it; set "
+                                      "data.dataset.no_relation (default 'no_relation') or give the pair a relation",
+                                      record=f"line {lineno}", field="relations")
             if ex.id in seen:
                 raise DataFormatError(path, f"duplicate id {ex.id!r} (first on line {seen[ex.id]})",
                                       record=f"line {lineno}", field="id")
