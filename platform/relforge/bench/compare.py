@@ -59,6 +59,13 @@ def read_predictions(folder: str | Path) -> ScoredRun:
                             f"scored on a test split?")
 
 
+def testable(metric: str) -> bool:
+    """A logged test metric that :mod:`relforge.stats` can recompute from the
+    predictions (``test/micro_f1``, ``test/official_macro_f1``,
+    ``test/accuracy``); not a sub-figure such as ``test/way10_direction/micro_f1``."""
+    return metric.startswith("test/") and metric.removeprefix("test/") in COUNT_METRICS
+
+
 def arm_key(coordinates: Mapping[str, Any]) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in coordinates.items() if k not in SEED_KEYS))
 
@@ -116,7 +123,7 @@ def compare_cells(cells: Sequence[tuple[Mapping[str, Any], Path]], metrics: Sequ
             runs[arm_key(coords)][seed_of(coords)] = read_predictions(folder)
         except (FileNotFoundError, ValueError) as exc:
             notes.append(f"{arm_name(arm_key(coords))} ({seed_of(coords)}): {exc}")
-    usable = [m for m in metrics if m.split("/")[-1] in COUNT_METRICS and m.startswith("test/")]
+    usable = [m for m in metrics if testable(m)]
     for m in metrics:
         if m not in usable and m.startswith("test/"):
             notes.append(f"{m}: no per-example form; not tested (paired tests cover "
@@ -219,7 +226,7 @@ def compare_groups(cells: Sequence[tuple[Mapping[str, Any], Path]], group_a: Map
     """Arm ``group_a`` against ``group_b`` (coordinates without seeds) on
     ``metric``; None when it cannot be tested (no per-example form, no
     predictions, no common seed, different test examples)."""
-    if metric.split("/")[-1] not in COUNT_METRICS or not metric.startswith("test/"):
+    if not testable(metric):
         return None
     ka, kb = arm_key(group_a), arm_key(group_b)
     chosen = [(c, f) for c, f in cells if arm_key(c) in (ka, kb)]
