@@ -439,6 +439,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
         self.check_labels(labels)
         dev = model_device(self.backbone)
         rankings: list[list[ScoredCandidate]] = []
+        before, self._quiet_truncation = self.truncated_total, True  # said once below, not per batch
         try:
             for a in range(0, len(examples), batch_size):
                 feats = self.features(examples[a:a + batch_size], training=False)
@@ -453,6 +454,8 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
                                                       inputs["attention_mask"], candidates)
         finally:
             self.train(was_training)
+            self._quiet_truncation = False
+        self.say_truncated(self.truncated_total - before, "scoring")
         return self.shift_scores(rankings)
 
     # ---- saving ----------------------------------------------------------------

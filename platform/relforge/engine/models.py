@@ -68,8 +68,9 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
         self.decision_threshold = decision_threshold
         #: a learned threshold recorded with the saved model (used when no loss is loaded)
         self.saved_log_threshold: float | None = None
-        #: sources cut at max_source_length since the last take_counts()
+        #: sources cut at max_source_length since the last take_counts(); _quiet_truncation: counted, not said
         self.truncated_total = 0
+        self._quiet_truncation = False
         if isinstance(loss, torch.nn.Module):  # losses with parameters (a learned threshold) train too
             self.loss_module = loss
 
@@ -134,7 +135,7 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
         return long
 
     def say_truncated(self, count: int, what: str) -> None:
-        if count:
+        if count and not self._quiet_truncation:
             print(f"{type(self).name}: {count} source(s) longer than max_source_length ({self.max_source_length} "
                   f"tokens) are cut at that length ({what}); raise model.max_source_length to keep them whole")
 
