@@ -184,20 +184,23 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, metric: CountMetric, *
     from scipy.stats import permutation_test
 
     s, n, c = a.shape
-    units_a = a.reshape(s * n, c)
-    units_b = b.reshape(s * n, c)
     index = np.arange(s * n)
+    sum_a, sum_b = a.sum(1), b.sum(1)  # (S, C)
+    diff = (b - a).reshape(s * n, c)  # what swapping a unit moves from A's sums to B's
+    seed_of_unit = np.repeat(np.arange(s), n)
 
     def statistic(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
-        # ia/ib: unit indices into the concatenation [A units; B units], (..., S*n)
-        pool = np.concatenate([units_a, units_b])
-        xa = pool[ia].reshape(*ia.shape[:-1], s, n, c)
-        xb = pool[ib].reshape(*ib.shape[:-1], s, n, c)
-        return _mean_difference(xa, xb, metric)
+        # ia: unit indices into [A units; B units], (..., S*n); pairs keep their position, so a unit is
+        # swapped exactly when its index points into B. Per-seed sums move by the swapped units' differences.
+        swapped = (ia >= s * n).astype(float)
+        moved = np.zeros((*swapped.shape[:-1], s, c))
+        for k in range(s):
+            rows = seed_of_unit == k
+            moved[..., k, :] = swapped[..., rows] @ diff[rows]
+        return (metric.value(sum_a + moved) - metric.value(sum_b - moved)).mean(-1)
 
     res = permutation_test((index, index + s * n), statistic, permutation_type="samples", vectorized=True,
-                           n_resamples=n_resamples, alternative="two-sided", random_state=seed,
-                           batch=max(1, 2_000_000 // max(1, s * n * c)))
+                           n_resamples=n_resamples, alternative="two-sided", random_state=seed, batch=1000)
     return float(res.pvalue)
 
 
@@ -212,13 +215,21 @@ def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, metric: CountMetric, *, n_
         d = float(_mean_difference(a, b, metric))
         return d, d
 
+    flat_a, flat_b = a.transpose(1, 0, 2).reshape(n, s * c), b.transpose(1, 0, 2).reshape(n, s * c)
+
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        idx = idx.astype(int)
-        return _mean_difference(np.take(a, idx, axis=1).swapaxes(0, -3) if idx.ndim > 1 else a[:, idx],
-                                np.take(b, idx, axis=1).swapaxes(0, -3) if idx.ndim > 1 else b[:, idx], metric)
+        # a resample is a count of how often each example was drawn: sums are weighted sums
+        single = idx.ndim == 1
+        idx = np.atleast_2d(idx.astype(int))
+        weights = np.zeros((idx.shape[0], n))
+        np.add.at(weights, (np.arange(idx.shape[0])[:, None], idx), 1.0)
+        sa = (weights @ flat_a).reshape(-1, s, c)
+        sb = (weights @ flat_b).reshape(-1, s, c)
+        out = (metric.value(sa) - metric.value(sb)).mean(-1)
+        return out[0] if single else out
 
     res = bootstrap((np.arange(n),), statistic, vectorized=True, n_resamples=n_resamples, method="percentile",
-                    confidence_level=level, random_state=seed, batch=max(1, 2_000_000 // max(1, s * n * c)))
+                    confidence_level=level, random_state=seed, batch=1000)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

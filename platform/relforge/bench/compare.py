@@ -190,18 +190,19 @@ def forest_plot(comparisons: Sequence[Comparison], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(comparisons) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(comparisons) + 1.6))
     ys = list(range(len(comparisons)))[::-1]
     for y, c in zip(ys, comparisons):
         r = c.result
         ax.errorbar([r.delta], [y], xerr=[[r.delta - r.ci_low], [r.ci_high - r.delta]], fmt="o", capsize=3,
                     color="tab:red" if r.p_value < 0.05 else "tab:gray")
     ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_yticks(ys, [f"{c.arm} vs {c.baseline} ({c.result.metric.split('/')[-1]}, {c.result.seeds} seed"
-                       f"{'s' if c.result.seeds != 1 else ''})" for c in comparisons], fontsize=7)
-    ax.set_xlabel("Δ (arm - baseline), 95% CI over test examples")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    ax.set_yticks(ys, [f"{c.arm} vs {c.baseline}\n{c.result.metric}, {c.result.seeds} seed"
+                       f"{'s' if c.result.seeds != 1 else ''}, p={c.result.p_value:.3g}" for c in comparisons],
+                  fontsize=8)
+    ax.set_xlabel("Δ = arm - baseline (95% CI over test examples; red: p < 0.05)")
+    ax.set_title("Paired comparisons", fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
