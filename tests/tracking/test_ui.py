@@ -40,32 +40,27 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
         proc.wait(timeout=30)
 
 
-def test_ui_leaves_no_process_behind_after_sigterm(tmp_path):
-    """Issue 21: ending `relforge ui` left `mlflow server` and uvicorn listening."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start_ui(tmp_path, **popen) -> tuple[subprocess.Popen, int]:
+    """`relforge ui` on a free port for a fresh store, once it answers /health."""
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "relforge", "ui", "--port", str(port), "--tracking-uri",
                              f"sqlite:///{tmp_path / 'm.db'}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, **popen)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc, port
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise AssertionError("the UI did not come up")
+
+
+def test_ui_leaves_no_process_behind_after_sigterm(tmp_path):
+    """Issue 21: ending `relforge ui` left `mlflow server` and uvicorn listening."""
+    proc, port = start_ui(tmp_path)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(1)
-        else:
-            raise AssertionError("the UI did not come up")
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         time.sleep(1)
