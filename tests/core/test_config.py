@@ -156,3 +156,20 @@ def test_an_unknown_key_suggests_the_closest_allowed_one():
     with pytest.raises(ConfigError) as exc:
         load_config([], ["method=generative_ce", "train.zzzzz=2"])
     assert "did you mean" not in str(exc.value)  # nothing close: no guess
+
+
+def test_configurations_from_before_registered_models_migrate_or_are_refused_with_the_new_form():
+    from relforge.config import migrate_legacy_config
+
+    etrag = migrate_legacy_config({"method": "etrag", "model": {"architecture": "seq2seq", "backbone": "minilm",
+                                                                 "options": {"k": 0, "pool_size": 8}}})
+    assert etrag["model"] == {"name": "etrag.rag", "backbone": "minilm", "k": 0, "pool_size": 8}
+    enc = migrate_legacy_config({"method": "tkre", "model": {"architecture": "encoder", "options": {"dropout": 0.2},
+                                                              "tokenizer": None}})
+    assert enc["model"] == {"name": "relforge.marker_classifier", "dropout": 0.2}
+    assert migrate_legacy_config({"model": {"architecture": "seq2seq"}})["model"] == {"name": "relforge.seq2seq"}
+    new = {"model": {"name": "relforge.seq2seq"}}
+    assert migrate_legacy_config(new) == new
+    # typed by hand today, the old keys are refused with the way to write them now
+    with pytest.raises(ConfigError, match=r"model.options is gone.*model.k=5"):
+        load_config([], ["method=etrag", "model.options.k=3"])
