@@ -371,21 +371,21 @@ def compare(
                 cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) if (
                     folder / "config.yaml").exists() else {}
             except (FileNotFoundError, ValueError, yaml.YAMLError) as exc:
-                _fail(str(exc), 2)
+                _fail(str(exc))
             seed = str((cfg or {}).get("seed", folder.name))
             if seed in out:
-                _fail(f"{folder}: a second run with seed {seed} in one arm; give one run per seed", 2)
+                _fail(f"{folder}: a second run with seed {seed} in one arm; give one run per seed")
             out[seed], ids, gold = scored.predictions, scored.ids, scored.gold
         return out, ids, gold
 
     a, ids_a, gold = arm(runs)
     b, ids_b, _ = arm(baseline)
     if ids_a != ids_b:
-        _fail("the two arms were not scored on the same test examples (their prediction ids differ)", 2)
+        _fail("the two arms were not scored on the same test examples (their prediction ids differ)")
     try:
         result = compare_arms(gold, a, b, count_metric(metric), n_resamples=resamples)
     except ValueError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc))
     result.metric = metric
     typer.echo(comparison_markdown([Comparison(", ".join(str(r) for r in runs), ", ".join(str(r) for r in baseline),
                                                result)], [], resamples=resamples), nl=False)
@@ -482,15 +482,12 @@ def main(argv: list[str] | None = None) -> None:
 
     global DEBUG
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = os.environ.get("RELFORGE_DEBUG", "") not in ("", "0")
-    if "--debug" in args:
-        args.remove("--debug")
-        debug = True
-    DEBUG = debug
+    DEBUG = "--debug" in args or os.environ.get("RELFORGE_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     try:
         app(args=args, prog_name="relforge")
     except _user_errors() as exc:
-        if debug:
+        if DEBUG:
             raise
         text = " ".join(str(exc).split()) or type(exc).__name__
         err_console.print(f"[bold red]error:[/] {type(exc).__name__ + ': ' if isinstance(exc, OSError) else ''}"

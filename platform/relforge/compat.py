@@ -13,11 +13,14 @@ Every problem is one line that names both parts and what is missing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from relforge.components import COMPONENT_SECTIONS, LIST_SECTIONS, ComponentKind, HasParameterGroups
+
+if TYPE_CHECKING:
+    from relforge.config import RunConfig
 
 #: sections a model may or may not use (the data set is read by the engine, not the model)
 MODEL_SECTIONS = ("template", "loss", "decoder", "retriever")
@@ -33,7 +36,7 @@ def kind_of(path: str) -> ComponentKind:
     return LIST_SECTIONS[section_of(path)] if section_of(path) in LIST_SECTIONS else COMPONENT_SECTIONS[path]
 
 
-def check_compatibility(components: Mapping[str, tuple[str, BaseModel]], registry: Any, run: Any) -> list[str]:
+def check_compatibility(components: Mapping[str, tuple[str, BaseModel]], registry: Any, run: RunConfig) -> list[str]:
     """Problems (one line each) with the combination of ``components`` (key
     path -> (full name, validated settings)); empty when they fit."""
     classes = {path: registry.get(kind_of(path), name).factory for path, (name, _) in components.items()}
@@ -63,7 +66,7 @@ def check_compatibility(components: Mapping[str, tuple[str, BaseModel]], registr
             if missing:
                 problems.append(f"{path}: {label[path]} needs {'; '.join(a.value for a in missing)} from the "
                                 f"{target}, which {label[target]} does not provide")
-    lrs = dict(getattr(getattr(run, "train", None), "group_learning_rates", None) or {})
+    lrs = run.train.group_learning_rates
     if lrs:
         names = frozenset(model_cls.group_names) if issubclass(model_cls, HasParameterGroups) else frozenset()
         unknown = sorted(set(lrs) - names)

@@ -164,11 +164,6 @@ def folder_name(value: str | None, what: str = "name") -> str | None:
 class RunConfig(_Strict):
     method: str | None = None
     name: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_stays_inside(cls, v: str | None) -> str | None:
-        return folder_name(v, "name")
     seed: int = 42
     output_dir: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -188,6 +183,11 @@ class RunConfig(_Strict):
     @classmethod
     def _component_refs(cls, v: Any) -> Any:
         return _coerce_ref(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_inside(cls, v: str | None) -> str | None:
+        return folder_name(v, "name")
 
     @field_validator("model", mode="before")
     @classmethod

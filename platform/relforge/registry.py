@@ -331,8 +331,7 @@ def plain_text(text: str) -> str:
     :class:`~a.B` -> B, :mod:`a.b` -> a.b, **x** -> x."""
     import re
 
-    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).split(".")[-1] if m.group(0).split("`")[1]
-                  .startswith("~") else m.group(1), text)
+    text = re.sub(r":[a-z]+:`(~?)([^`]+)`", lambda m: m.group(2).split(".")[-1] if m.group(1) else m.group(2), text)
     text = re.sub(r"``([^`]+)``", r"\1", text)
     return re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
 

@@ -133,7 +133,10 @@ COUNT_METRICS: dict[str, Callable[[], CountMetric]] = {
 
 
 def count_metric(name: str) -> CountMetric:
-    key = name.split("/")[-1]
+    """The count form of a metric named as a run logs it (``micro_f1`` or
+    ``test/micro_f1``); sub-figures such as ``test/way10_direction/micro_f1``
+    are other metrics and have none."""
+    key = name.removeprefix("test/")
     if key not in COUNT_METRICS:
         raise ValueError(f"no per-example form of metric {name!r} for paired tests; known: "
                          f"{', '.join(sorted(COUNT_METRICS))}")
@@ -186,17 +189,13 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, metric: CountMetric, *
     s, n, c = a.shape
     index = np.arange(s * n)
     sum_a, sum_b = a.sum(1), b.sum(1)  # (S, C)
-    diff = (b - a).reshape(s * n, c)  # what swapping a unit moves from A's sums to B's
-    seed_of_unit = np.repeat(np.arange(s), n)
+    diff = b - a  # (S, n, C): what swapping a unit moves from A's sums to B's
 
     def statistic(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
         # ia: unit indices into [A units; B units], (..., S*n); pairs keep their position, so a unit is
         # swapped exactly when its index points into B. Per-seed sums move by the swapped units' differences.
-        swapped = (ia >= s * n).astype(float)
-        moved = np.zeros((*swapped.shape[:-1], s, c))
-        for k in range(s):
-            rows = seed_of_unit == k
-            moved[..., k, :] = swapped[..., rows] @ diff[rows]
+        swapped = (ia >= s * n).astype(float).reshape(*ia.shape[:-1], s, n)
+        moved = np.einsum("...sn,snc->...sc", swapped, diff)
         return (metric.value(sum_a + moved) - metric.value(sum_b - moved)).mean(-1)
 
     res = permutation_test((index, index + s * n), statistic, permutation_type="samples", vectorized=True,

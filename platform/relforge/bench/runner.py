@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from relforge.bench.suite import Cell, SuiteFile, expand
+from relforge.bench.suite import Cell, CompareSpec, SuiteFile, expand
 
 
 @dataclass
@@ -57,8 +57,6 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
               console: Console | None = None, progress: bool = False, shard: tuple[int, int] = (1, 1),
               rerun: bool = False) -> list[CellResult]:
     from relforge.bench import store
-    from relforge.bench.compare import mlflow_metrics
-    from relforge.bench.report import aggregate
     from relforge.config import validate_config
     from relforge.engine.pipeline import train_run
     from relforge.registry import get_registry
@@ -124,10 +122,10 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
         rows = [{"coordinates": r.cell.coordinates, "metrics": r.metrics, "dataset": cell_dataset(r.cell)}
                 for r in results if r.status in ("FINISHED", "SKIPPED")]
         if rows:
-            paths, comparisons = write_suite_report(spec, rows, root, registry=registry)
+            paths, figures = write_suite_report(spec, rows, root, registry=registry)
             for path in paths:
                 parent.log_artifact(path, "report")
-            parent.log_metrics({**arm_means(aggregate(rows, spec.metrics)), **mlflow_metrics(comparisons)}, 0)
+            parent.log_metrics(figures, 0)
     failed = [r for r in results if r.status == "FAILED"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(results)} cells failed[/]; their errors are in {root / 'errors'}",
@@ -186,7 +184,6 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
     MLflow when tracking is on, else from the cells' result.json files),
     write the report and log it to the suite's parent run."""
     from relforge.bench import store
-    from relforge.bench.compare import mlflow_metrics
 
     console = console or Console()
     root = Path(output_dir) / spec.name
@@ -202,7 +199,7 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
                 rows.append({"coordinates": cell.coordinates, "metrics": earlier[0], "dataset": cell_dataset(cell)})
     if not rows:
         raise ValueError(f"suite {spec.name!r} has no finished cells yet (run `relforge bench` first)")
-    paths, comparisons = write_suite_report(spec, rows, root, registry=registry, console=console)
+    paths, figures = write_suite_report(spec, rows, root, registry=registry, console=console)
     if client is not None:
         parent = store.find_parent(client, tracking, spec.name, "1/1") or next(
             iter(store.search(client, tracking, [f"tags.`relforge.suite` = '{spec.name}'",
@@ -211,9 +208,7 @@ def report_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
         if parent_id:
             for p in paths:
                 client.log_artifact(parent_id, str(p), "report")
-            from relforge.bench.report import aggregate
-
-            for key, value in {**arm_means(aggregate(rows, spec.metrics)), **mlflow_metrics(comparisons)}.items():
+            for key, value in figures.items():
                 client.log_metric(parent_id, key, value)
     return paths
 
@@ -236,13 +231,14 @@ def arm_means(aggs) -> dict[str, float]:
 def write_suite_report(spec: SuiteFile, rows, root: Path, *, registry=None, console: Console | None = None):
     """The suite's report folder (tables over seeds, paired comparisons,
     figures) from finished cells' ``rows``; printed when ``console`` is
-    given. Returns (paths written, comparisons)."""
-    from relforge.bench.compare import comparison_markdown, forest_plot
+    given. Returns (paths written, the figures for the suite's parent run:
+    each arm's means and the comparisons')."""
+    from relforge.bench.compare import comparison_markdown, forest_plot, mlflow_metrics
     from relforge.bench.report import aggregate, markdown, write_report
 
     aggs = aggregate(rows, spec.metrics)
     comparisons, notes, significant = paired_comparisons(spec, aggs, root, registry=registry)
-    extra = comparison_markdown(comparisons, notes, resamples=spec.compare.resamples if spec.compare else 10_000)
+    extra = comparison_markdown(comparisons, notes, resamples=(spec.compare or CompareSpec()).resamples)
     paths = write_report(aggs, spec.metrics, root / "report", f"Suite {spec.name}", significant, extra)
     forest = forest_plot(comparisons, root / "report" / "forest.png")
     if forest is not None:
@@ -251,13 +247,13 @@ def write_suite_report(spec: SuiteFile, rows, root: Path, *, registry=None, cons
         console.print(markdown(aggs, spec.metrics, f"Suite {spec.name} ({len(rows)} finished cells)", significant),
                       markup=False)
         console.print(extra, markup=False)
-    return paths, comparisons
+    return paths, {**arm_means(aggs), **mlflow_metrics(comparisons)}
 
 
 def paired_comparisons(spec: SuiteFile, aggs, root: Path, *, registry=None):
     """(comparisons, notes, significant best cells) of a suite's finished
     cells, from the prediction files in their folders."""
-    from relforge.bench.compare import PREDICTIONS, compare_cells, compare_groups
+    from relforge.bench.compare import PREDICTIONS, arm_key, arm_name, compare_cells, compare_groups
     from relforge.bench.report import best_and_runner_up, pivot
 
     finished = []
@@ -265,15 +261,18 @@ def paired_comparisons(spec: SuiteFile, aggs, root: Path, *, registry=None):
         folder = cell_dir(root, cell)
         if not cell.error and any((folder / name).exists() for name in PREDICTIONS):
             finished.append((cell.coordinates, folder))
-    baseline = spec.compare.baseline if spec.compare else None
-    resamples = spec.compare.resamples if spec.compare else 10_000
-    comparisons, notes = compare_cells(finished, spec.metrics, baseline, n_resamples=resamples)
+    compare = spec.compare or CompareSpec()
+    comparisons, notes = compare_cells(finished, spec.metrics, compare.baseline or None,
+                                       n_resamples=compare.resamples)
+    # a two-sided test is the same either way round: a pair compared above is not tested again
+    done = {(c.result.metric, frozenset((c.arm, c.baseline))): c.result for c in comparisons}
     significant: set[tuple[str, str, str]] = set()
     for metric in spec.metrics:
         _, _, table = pivot(aggs, metric)
         for col, best, runner, _dataset in best_and_runner_up(aggs, metric):
-            result = compare_groups(finished, table[(best, col)].group, table[(runner, col)].group, metric,
-                                    n_resamples=resamples)
+            groups = table[(best, col)].group, table[(runner, col)].group
+            result = done.get((metric, frozenset(arm_name(arm_key(g)) for g in groups))) or compare_groups(
+                finished, *groups, metric, n_resamples=compare.resamples)
             if result is not None and result.p_value < 0.05:
                 significant.add((metric, best, col))
     return comparisons, notes, significant

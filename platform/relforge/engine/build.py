@@ -10,7 +10,7 @@ import torch
 
 from relforge.components import BindsRelationTemplates, ComponentKind, ModelParts
 from relforge.config import ConfigError, ResolvedConfig, validate_config
-from relforge.engine.models import read_meta
+from relforge.engine.models import META_FILE, read_meta
 
 #: configuration sections that only training needs: a saved model loads without them
 TRAINING_ONLY = ("loss", "pretraining")
@@ -134,7 +134,7 @@ def load_saved(folder: str | Path, *, registry=None, inference: bool = True) -> 
         resolved = validate_config(_inference_config(config) if inference else config, registry=registry,
                                    check=False)
     except ConfigError as exc:
-        raise ConfigError(f"{Path(folder) / 'relforge.json'}: {exc}{_missing_plugin_hint(exc, meta)}") from None
+        raise ConfigError(f"{Path(folder) / META_FILE}: {exc}{_missing_plugin_hint(exc, meta)}") from None
     model = build_model(resolved, labels=meta["labels"], label_words=meta["label_words"],
                         no_relation=meta["no_relation"], registry=registry, from_folder=folder, inference=inference)
     return model, resolved, meta

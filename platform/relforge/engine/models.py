@@ -300,8 +300,8 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
         self.no_relation = no_relation
         self.max_source_length = max_source_length
         self.multi_label = bool(loss.multi_label) if loss is not None and multi_label is None else bool(multi_label)
-        #: example id -> windowed length, since the last report; and the running total
-        self.windowed: dict[str, int] = {}
+        #: ids of the examples windowed since the last report; and the running total
+        self.windowed: set[str] = set()
         self.windowed_total = 0
         hidden = encoder.config.hidden_size
         self.dropout = torch.nn.Dropout(dropout)
@@ -393,7 +393,7 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
                              f"({self.max_source_length} tokens) and would lose an entity marker; raise the "
                              f"length, or set model.truncation=window to encode a window around the pair")
         text, (h, t) = fitted
-        self.windowed[example_id] = len(text)
+        self.windowed.add(example_id)
         return {"source": text, "head_start": h, "tail_start": t}
 
     def take_counts(self) -> dict[str, float]:

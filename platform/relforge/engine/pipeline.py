@@ -161,13 +161,11 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
     from accelerate.utils import set_seed
 
     from relforge.data.loading import load_data
-    from relforge.engine.build import build_model, load_saved
+    from relforge.engine.build import build_model, load_saved, model_class
     from relforge.engine.episodes import predict_episodes
     from relforge.engine.trainer import Trainer
     from relforge.registry import get_registry
     from relforge.run import Run
-
-    from relforge.engine.build import model_class
 
     registry = registry or get_registry()
     model_class(resolved, registry)  # no model configured: refused before the run starts
