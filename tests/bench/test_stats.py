@@ -131,6 +131,13 @@ def test_suite_report_has_the_comparison_table_and_bolds_only_a_significant_lead
     assert "**0." in text.split("## dev/tuned_threshold")[0]
     assert "**" not in text.split("## dev/tuned_threshold")[1].split("## Paired")[0]
     assert any(p.name == "forest.png" for p in paths)
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "cmp" / "report" / "comparisons.csv")
+    f1 = table[table.metric == "test/micro_f1"].iloc[0]
+    assert (f1.arm, f1.baseline, f1.seeds, f1.test_examples) == ("method=marker_classifier", "method=generative_ce",
+                                                                 3, 120)
+    assert f1.ci_low < f1.delta < f1.ci_high and f1.p < 0.01 and f1.differs_in == "method"
 
 
 def test_a_single_seed_says_so_and_a_tie_is_not_bold(tmp_path):

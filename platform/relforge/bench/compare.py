@@ -181,6 +181,23 @@ def comparison_markdown(comparisons: Sequence[Comparison], notes: Sequence[str],
     return "\n".join(lines) + "\n"
 
 
+def comparisons_csv(comparisons: Sequence[Comparison], path: Path) -> Path | None:
+    """The comparison table as CSV (one row per arm, baseline and metric),
+    for a spreadsheet or pandas; None when nothing was compared."""
+    if not comparisons:
+        return None
+    import pandas as pd
+
+    rows = [{"arm": c.arm, "baseline": c.baseline, "metric": c.result.metric, "arm_mean": c.result.mean_a,
+             "baseline_mean": c.result.mean_b, "delta": c.result.delta, "ci_low": c.result.ci_low,
+             "ci_high": c.result.ci_high, "seed_ci_low": c.result.seed_ci_low,
+             "seed_ci_high": c.result.seed_ci_high, "p": c.result.p_value, "seeds": c.result.seeds,
+             "test_examples": c.result.examples, "differs_in": " ".join(c.differs_in)} for c in comparisons]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
 def forest_plot(comparisons: Sequence[Comparison], path: Path) -> Path | None:
     """Δ with its 95% CI (examples) per comparison, one row each."""
     if not comparisons:

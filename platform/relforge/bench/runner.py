@@ -233,16 +233,17 @@ def write_suite_report(spec: SuiteFile, rows, root: Path, *, registry=None, cons
     figures) from finished cells' ``rows``; printed when ``console`` is
     given. Returns (paths written, the figures for the suite's parent run:
     each arm's means and the comparisons')."""
-    from relforge.bench.compare import comparison_markdown, forest_plot, mlflow_metrics
+    from relforge.bench.compare import comparison_markdown, comparisons_csv, forest_plot, mlflow_metrics
     from relforge.bench.report import aggregate, markdown, write_report
 
     aggs = aggregate(rows, spec.metrics)
     comparisons, notes, significant = paired_comparisons(spec, aggs, root, registry=registry)
     extra = comparison_markdown(comparisons, notes, resamples=(spec.compare or CompareSpec()).resamples)
     paths = write_report(aggs, spec.metrics, root / "report", f"Suite {spec.name}", significant, extra)
-    forest = forest_plot(comparisons, root / "report" / "forest.png")
-    if forest is not None:
-        paths.append(forest)
+    for extra_path in (comparisons_csv(comparisons, root / "report" / "comparisons.csv"),
+                       forest_plot(comparisons, root / "report" / "forest.png")):
+        if extra_path is not None:
+            paths.append(extra_path)
     if console is not None:
         console.print(markdown(aggs, spec.metrics, f"Suite {spec.name} ({len(rows)} finished cells)", significant),
                       markup=False)
