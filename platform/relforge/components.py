@@ -482,7 +482,8 @@ class REModel(Component):
     cannot do without (a missing one is a configuration error, as is a
     section it does not use). Optional abilities are the ABCs below
     (:class:`Embeds`, :class:`HasParameterGroups`, :class:`HasRetriever`,
-    :class:`HasBackbone`, :class:`HasEncoder`), tested with ``isinstance``.
+    :class:`HasBackbone`, :class:`HasEncoder`, :class:`ReportsDiagnostics`),
+    tested with ``isinstance``.
     """
 
     kind = ComponentKind.MODEL
@@ -540,6 +541,27 @@ class HasParameterGroups(ABC):
 
     @abstractmethod
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]: ...
+
+
+class ReportsDiagnostics(ABC):
+    """Model ability: figures about its own inner workings, logged to the run
+    while it trains (a retriever's weight entropy, gradient norms, how often
+    neighbours share the query's label, ...).
+
+    * :meth:`step_diagnostics` is called by the trainer after every
+      optimizer step's backward pass (gradients present, before clipping);
+      the trainer logs the mean over the steps since the last log as
+      ``train/<name>`` every ``train.log_every`` steps.
+    * :meth:`eval_diagnostics` is called after each dev evaluation (what
+      the model gathered while ranking the dev examples); logged with the dev
+      metrics as ``dev/<name>``.
+    Both return plain floats and reset what they gathered."""
+
+    @abstractmethod
+    def step_diagnostics(self) -> dict[str, float]: ...
+
+    def eval_diagnostics(self) -> dict[str, float]:
+        return {}
 
 
 class HasRetriever(ABC):

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from relforge.components import (
-    Ability, HasRetriever, ModelParts, ModelSettings, RanksEncoded, ScoredCandidate, Seq2SeqBatch, Seq2SeqOutput,
+    Ability, HasRetriever, ModelParts, ModelSettings, RanksEncoded, ReportsDiagnostics, ScoredCandidate,
+    Seq2SeqBatch, Seq2SeqOutput,
 )
 from relforge.data.example import Example
 from relforge.engine.models import LOSS_STATE_FILE, GenerativeREModel, model_device, write_meta
@@ -85,8 +86,28 @@ class ETRAGSettings(ModelSettings):
     memory_batch_size: int = Field(64, gt=0)
     #: LoRA on the generator through peft (None: full fine-tuning)
     lora: LoraOptions | None = None
-    #: seed of the per-step pool draws
+    #: seed of the per-step pool draws (and of the oracle probes' draws)
     pool_seed: int = 0
+    #: a probe, not a method (issue #17, relforge_etrag.analysis): the
+    #: neighbours are chosen by the gold labels instead of the retriever, in
+    #: training and evaluation alike. "gold": k memory items with one of the
+    #: query's gold labels; "random": k random items; "self": the query's own
+    #: gold item (source + gold summary), the leak the method forbids. "none":
+    #: the retriever chooses (the method).
+    oracle: Literal["none", "gold", "random", "self"] = "none"
+
+    @model_validator(mode="after")
+    def _oracle_needs_neighbours(self):
+        if self.oracle != "none" and self.k == 0:
+            raise ValueError(f"model.oracle={self.oracle} needs neighbours: set model.k > 0")
+        return self
+
+
+def _add(into: dict[str, list[float]], key: str, value: float) -> None:
+    """Add ``value`` to the running (sum, count) of ``key``."""
+    acc = into.setdefault(key, [0.0, 0])
+    acc[0] += value
+    acc[1] += 1
 
 
 # ---- the retriever encoder -----------------------------------------------------
@@ -157,7 +178,7 @@ def apply_lora(backbone, lora: LoraOptions):
     return peft.get_peft_model(backbone, cfg)
 
 
-class ETRAGModel(GenerativeREModel, HasRetriever):
+class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
     """The registered model ``etrag.rag``: a seq2seq generator whose encoder
     input carries soft prompts from the configured retriever (``retriever``
     section) over a memory of training instances; ranking goes through the
@@ -216,6 +237,16 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
         self._pool_gen = torch.Generator().manual_seed(settings.pool_seed)
         #: the last training step's retrieval (weights, pool rows, query gold labels), for analysis
         self.last_retrieval: dict[str, Any] | None = None
+        self._oracle_gen = torch.Generator().manual_seed(settings.pool_seed + 1)
+        self._label_rows: dict[str, torch.Tensor] | None = None
+        #: queries for which an oracle found no memory item with their gold label (random ones were used)
+        self.oracle_fallbacks = 0
+        # running (sum, count) of the retrieval diagnostics, taken by step_/eval_diagnostics
+        self._train_diag: dict[str, list[float]] = {}
+        self._eval_diag: dict[str, list[float]] = {}
+        if settings.oracle != "none":
+            print(f"etrag.rag: model.oracle={settings.oracle}: neighbours are chosen with the gold labels of the "
+                  f"scored examples (a probe of the generator, not a result of the method)")
 
     @classmethod
     def build(cls, settings: ETRAGSettings, parts: ModelParts) -> ETRAGModel:
@@ -280,6 +311,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
                               "summary": [len(prefix), len(prefix) + len(target)], "label": label, "example": i})
         self.memory_items, self._memory_key = items, key
         self.memory_cache, self._search, self._cache_step = None, None, -1
+        self._label_rows = None
 
     def _memory_example(self) -> torch.Tensor:
         return torch.tensor([it["example"] for it in self.memory_items], dtype=torch.long)
@@ -317,6 +349,14 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
         if training and self.settings.k > 0:
             self.set_memory(examples)
         return super().features(examples, training)
+
+    def collate(self, features: Sequence[Mapping[str, Any]]) -> Seq2SeqBatch:
+        """The core's batch, its rows also carrying the source, the gold target
+        and the gold labels (what the oracle probes and the diagnostics read)."""
+        batch = super().collate(features)
+        for row, f in zip(batch.rows, features):
+            row.update(source=f["source"], target=f["target"], gold=list(f["gold"]))
+        return batch
 
     # ---- soft prompts ---------------------------------------------------------
 
@@ -366,6 +406,8 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
         if not self.memory_items:
             raise ValueError("the ETRAG memory is empty: features(train_examples, training=True) builds it")
         query = self.encode_queries(batch.sources, [r["extra"] for r in batch.rows])
+        if self.settings.oracle != "none":
+            return self.make_prompts(query, self._oracle_neighbours(batch.rows, training=True))
         n = len(self.memory_items)
         size = min(self.settings.pool_size, n)
         pool = torch.randperm(n, generator=self._pool_gen)[:size]
@@ -376,7 +418,10 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
         r = self.retriever.retrieve(query, pool_vecs, self.settings.k, exclude.to(query.device))
         self.last_retrieval = {"weights": r.weights.detach(), "pool": pool, "indices": pool[r.indices.cpu()],
                                "gold": [list(g) for g in batch.gold]}
-        return self.make_prompts(query, r.neighbours)
+        self._record(self._train_diag, r.weights.detach(), self.last_retrieval["indices"], batch.gold)
+        prompts = self.make_prompts(query, r.neighbours)
+        self._record_prompt_scale(self._train_diag, prompts)
+        return prompts
 
     def retrieve_cached(self, sources: Sequence[str],
                         extras: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -387,6 +432,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
         k = min(self.settings.k, mem.shape[0])
         if not self.settings.search_candidates:
             r = self.retriever.retrieve(query, mem, k)
+            self._last_weights = r.weights
             return self.make_prompts(query, r.neighbours), r.indices
         if self._search is None:  # built once per refresh of the cache
             self._search = MemorySearch(self.memory_cache, self.settings.memory_search)
@@ -409,9 +455,25 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
             self.refresh_memory()
 
     def prompted_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sources: Sequence[str],
-                        extras: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """The encoder inputs with inference-time prompts (none with k = 0)."""
-        prompts = self.retrieve_cached(sources, extras)[0] if self.settings.k > 0 else None
+                        extras: Sequence[Mapping[str, Any]],
+                        rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, torch.Tensor]:
+        """The encoder inputs with inference-time prompts (none with k = 0).
+        ``rows`` (the feature records, with their gold labels) are what an
+        oracle probe chooses neighbours by, and what the dev diagnostics
+        compare the retrieved neighbours' labels with."""
+        prompts = None
+        if self.settings.k > 0 and self.settings.oracle != "none":
+            if rows is None:
+                raise ValueError(f"model.oracle={self.settings.oracle} chooses neighbours by the gold labels: "
+                                 f"the scored feature records are needed")
+            query = self.encode_queries(sources, extras)
+            prompts = self.make_prompts(query, self._oracle_neighbours(rows, training=False))
+        elif self.settings.k > 0:
+            self._last_weights = None
+            prompts, found = self.retrieve_cached(sources, extras)
+            if rows is not None:
+                self._record(self._eval_diag, self._last_weights, found.cpu(), [r["gold"] for r in rows])
+                self._record_prompt_scale(self._eval_diag, prompts)
         return self._encoder_inputs(input_ids, attention_mask,
                                     None if prompts is None else prompts.to(input_ids.device))
 
@@ -425,7 +487,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
                                           None if prompts is None else prompts.to(batch.input_ids.device))
         else:
             inputs = self.prompted_inputs(batch.input_ids, batch.attention_mask, batch.sources,
-                                          [r["extra"] for r in batch.rows])
+                                          [r["extra"] for r in batch.rows], batch.rows)
         out = self.backbone(**inputs, labels=batch.labels)
         return self.with_loss(out, batch, inputs["attention_mask"])
 
@@ -447,7 +509,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
                 enc = self.tokenizer(sources, padding=True, truncation=True, max_length=self.max_source_length,
                                      return_tensors="pt")
                 inputs = self.prompted_inputs(enc["input_ids"].to(dev), enc["attention_mask"].to(dev), sources,
-                                              [f["extra"] for f in feats])
+                                              [f["extra"] for f in feats], feats)
                 hidden = self.backbone.get_encoder()(**inputs).last_hidden_state
                 candidates = [self.restrict(f["candidates"], labels) for f in feats]
                 rankings += self.decoder.rank_encoded(self.backbone, self.tokenizer, hidden,
@@ -457,6 +519,128 @@ class ETRAGModel(GenerativeREModel, HasRetriever):
             self._quiet_truncation = False
         self.say_truncated(self.truncated_total - before, "scoring")
         return self.shift_scores(rankings)
+
+    # ---- oracle probes ------------------------------------------------------
+
+    def _rows_by_label(self) -> dict[str, torch.Tensor]:
+        if self._label_rows is None:
+            by: dict[str, list[int]] = {}
+            for i, it in enumerate(self.memory_items):
+                by.setdefault(it["label"], []).append(i)
+            self._label_rows = {lab: torch.tensor(rows, dtype=torch.long) for lab, rows in by.items()}
+        return self._label_rows
+
+    def oracle_rows(self, rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        """(B, k) memory rows an oracle probe gives each query: items with one
+        of its gold labels ("gold") or any items ("random"), never of its own
+        training example; drawn without replacement where there are k or more,
+        with replacement otherwise. A query whose gold labels have no item gets
+        random ones (counted in ``oracle_fallbacks``)."""
+        k, n = self.settings.k, len(self.memory_items)
+        if n == 0:
+            raise ValueError("the ETRAG memory is empty: features(train_examples, training=True) builds it")
+        example = self._memory_example()
+        out = []
+        for r in rows:
+            allowed = example != int(r.get("example", -1)) if int(r.get("example", -1)) >= 0 else None
+            cand = torch.arange(n)
+            if self.settings.oracle == "gold":
+                by = self._rows_by_label()
+                cand = torch.cat([by[g] for g in r["gold"] if g in by] or [torch.empty(0, dtype=torch.long)])
+                if allowed is not None:
+                    cand = cand[allowed[cand]]
+                if len(cand) == 0:
+                    self.oracle_fallbacks += 1
+                    cand = torch.arange(n)
+            if allowed is not None and self.settings.oracle != "gold":
+                cand = cand[allowed[cand]]
+            if len(cand) >= k:
+                pick = cand[torch.randperm(len(cand), generator=self._oracle_gen)[:k]]
+            else:
+                pick = cand[torch.randint(len(cand), (k,), generator=self._oracle_gen)]
+            out.append(pick)
+        return torch.stack(out)
+
+    def _oracle_neighbours(self, rows: Sequence[Mapping[str, Any]], training: bool) -> torch.Tensor:
+        """(B, k, S, H) neighbour vectors chosen by the oracle probe."""
+        k = self.settings.k
+        if self.settings.oracle == "self":
+            sep = self._sep()
+            texts, spans = [], []
+            for r in rows:
+                prefix = f"{r['source']} {sep} "
+                texts.append(prefix + r["target"])
+                spans.append([tuple(r["extra"]["head_span"]), tuple(r["extra"]["tail_span"]),
+                              (len(prefix), len(prefix) + len(r["target"]))])
+            own = self.span_encoder(texts, spans)
+            return own[:, None].expand(-1, k, -1, -1)
+        picked = self.oracle_rows(rows)
+        if training:
+            vecs = self.encode_memory(picked.reshape(-1).tolist())
+        else:
+            self.ensure_cache()
+            vecs = self.memory_cache[picked.reshape(-1)].to(next(self.span_encoder.parameters()).device)
+        return vecs.reshape(len(rows), k, *vecs.shape[1:])
+
+    # ---- diagnostics (ReportsDiagnostics) -----------------------------------------
+
+    def _record(self, into: dict[str, list[float]], weights: torch.Tensor | None, found: torch.Tensor,
+                golds: Sequence[Sequence[str]]) -> None:
+        """Per retrieval: how spread the selection weights are and how often
+        the chosen neighbours share the query's gold label."""
+        if weights is not None:
+            w = weights.float()
+            entropy = -(w * w.clamp_min(1e-12).log()).sum(-1)  # (B, k), nats
+            _add(into, "retrieval/weight_entropy", float(entropy.mean()))
+            _add(into, "retrieval/effective_rows", float(entropy.exp().mean()))
+            _add(into, "retrieval/top_weight", float(w.max(-1).values.mean()))
+        found = found.cpu()
+        k = found.shape[1]
+        distinct = sum(len(set(row)) for row in found.tolist()) / (k * found.shape[0])
+        labels = [[self.memory_items[i]["label"] for i in row] for row in found.tolist()]
+        top1 = sum(lab[0] in set(g) for lab, g in zip(labels, golds)) / len(golds)
+        at_k = sum(x in set(g) for lab, g in zip(labels, golds) for x in lab) / (k * len(golds))
+        _add(into, "retrieval/distinct_neighbours", distinct)
+        _add(into, "retrieval/agreement_top1", top1)
+        _add(into, "retrieval/agreement_at_k", at_k)
+
+    def _record_prompt_scale(self, into: dict[str, list[float]], prompts: torch.Tensor) -> None:
+        """Mean norm of the soft prompts over the mean norm of the token
+        embeddings they sit among: a prompt far smaller is easy to ignore,
+        one far larger swamps the sentence."""
+        with torch.no_grad():
+            table = self.backbone.get_input_embeddings().weight
+            _add(into, "retrieval/prompt_norm_ratio", 
+                float(prompts.detach().norm(dim=-1).mean() / table.norm(dim=-1).mean()))
+
+    @staticmethod
+    def _grad_norm(params) -> float:
+        sq = [p.grad.detach().float().pow(2).sum() for p in params if p.grad is not None]
+        return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+
+    def step_diagnostics(self) -> dict[str, float]:
+        """The retrieval figures of the steps since the last call (means),
+        the gradient norms of the retriever, the projection and the generator
+        at this step (before clipping), and the oracle fallbacks so far."""
+        if self.settings.k == 0:
+            return {}
+        out = {k: total / count for k, (total, count) in self._train_diag.items() if count}
+        self._train_diag = {}
+        groups = self.parameter_groups()
+        out["retrieval/grad_norm_retriever"] = self._grad_norm(groups["retriever"])
+        out["retrieval/grad_norm_projection"] = self._grad_norm(groups["projection"])
+        out["retrieval/grad_norm_generator"] = self._grad_norm(groups["backbone"])
+        if self.settings.oracle != "none":
+            out["retrieval/oracle_fallbacks"] = float(self.oracle_fallbacks)
+        return out
+
+    def eval_diagnostics(self) -> dict[str, float]:
+        """The retrieval figures of the queries ranked since the last call
+        (a dev evaluation): label agreement of the retrieved neighbours at
+        rank 1 and over k, their distinctness, the weights' spread."""
+        out = {k: total / count for k, (total, count) in self._eval_diag.items() if count}
+        self._eval_diag = {}
+        return out
 
     # ---- saving ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from relforge.components import ReportsDiagnostics
 from relforge.config import ResolvedConfig
 from relforge.data.example import Example
 from relforge.engine.decision import decide
@@ -213,9 +214,13 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
 
         def evaluate_dev(m) -> dict[str, float]:
             if "dev" in data.episodes:
-                return data.evaluate_episodes("dev", predict_episodes(m, data.episodes["dev"], batch_size))
-            preds, _ = predict_sets(m, dev, resolved, batch_size)
-            return data.evaluate("dev", preds)
+                metrics = data.evaluate_episodes("dev", predict_episodes(m, data.episodes["dev"], batch_size))
+            else:
+                preds, _ = predict_sets(m, dev, resolved, batch_size)
+                metrics = data.evaluate("dev", preds)
+            if isinstance(m, ReportsDiagnostics):  # what the model saw while ranking dev
+                metrics.update({k: v for k, v in m.eval_diagnostics().items() if k not in metrics})
+            return metrics
 
         trainer = Trainer(model, model.features(data.splits["train"], training=True), model.collate,
                           train_settings, run.output_dir, seed=run_cfg.seed,

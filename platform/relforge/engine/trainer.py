@@ -112,6 +112,7 @@ class Trainer:
         self.total_steps = self._total_steps()
         self.scheduler = self.accelerator.prepare(self._scheduler(self.optimizer))
         self.state = TrainerState()
+        self._diagnostics: dict[str, list[float]] = {}
 
     # ---- set-up --------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class Trainer:
                 if self.state.global_step % s.log_every == 0:
                     self._log({"train/loss": sum(running[-s.log_every * s.gradient_accumulation_steps:])
                                / len(running[-s.log_every * s.gradient_accumulation_steps:]),
-                               "train/lr": self.scheduler.get_last_lr()[0]})
+                               "train/lr": self.scheduler.get_last_lr()[0], **self._take_diagnostics()})
                 if self.step_callback is not None:
                     self.step_callback(self.state)
                 if isinstance(s.eval_every, int) and self.state.global_step % s.eval_every == 0:
@@ -309,12 +310,29 @@ class Trainer:
                     f"{find_checkpoint(self.checkpoint_dir) or '(none saved yet)'}. "
                     f"Try a lower learning rate, gradient clipping or full precision.")
             acc.backward(loss)
+            if acc.sync_gradients:
+                self._gather_diagnostics()
             if acc.sync_gradients and self.settings.max_grad_norm:
                 acc.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad()
         return float(loss.detach())
+
+    def _gather_diagnostics(self) -> None:
+        """A model that reports diagnostics (``ReportsDiagnostics``) is asked
+        for them after each optimizer step's backward pass."""
+        from relforge.components import ReportsDiagnostics
+
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, ReportsDiagnostics):
+            for key, value in model.step_diagnostics().items():
+                self._diagnostics.setdefault(key, []).append(float(value))
+
+    def _take_diagnostics(self) -> dict[str, float]:
+        out = {f"train/{k}": sum(v) / len(v) for k, v in self._diagnostics.items() if v}
+        self._diagnostics = {}
+        return out
 
     def _log(self, metrics: Mapping[str, float]) -> None:
         if self.run is not None and self.accelerator.is_main_process:
