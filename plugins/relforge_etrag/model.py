@@ -542,18 +542,18 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         example = self._memory_example()
         out = []
         for r in rows:
-            allowed = example != int(r.get("example", -1)) if int(r.get("example", -1)) >= 0 else None
-            cand = torch.arange(n)
+            own = int(r.get("example", -1))  # -1: a scored example, not a training one
             if self.settings.oracle == "gold":
                 by = self._rows_by_label()
                 cand = torch.cat([by[g] for g in r["gold"] if g in by] or [torch.empty(0, dtype=torch.long)])
-                if allowed is not None:
-                    cand = cand[allowed[cand]]
-                if len(cand) == 0:
-                    self.oracle_fallbacks += 1
-                    cand = torch.arange(n)
-            if allowed is not None and self.settings.oracle != "gold":
-                cand = cand[allowed[cand]]
+            else:
+                cand = torch.arange(n)
+            if own >= 0:
+                cand = cand[example[cand] != own]
+            if len(cand) == 0:  # no item of the query's labels outside its own example
+                self.oracle_fallbacks += 1
+                cand = torch.arange(n)
+                cand = cand[example != own] if own >= 0 else cand
             if len(cand) >= k:
                 pick = cand[torch.randperm(len(cand), generator=self._oracle_gen)[:k]]
             else:

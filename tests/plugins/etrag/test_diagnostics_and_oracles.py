@@ -120,3 +120,17 @@ def test_an_oracle_needs_neighbours(tiny_t5_dir, tiny_bert_dir):
 
     with pytest.raises(ConfigError, match="model.oracle=gold needs neighbours"):
         _resolved(tiny_t5_dir, tiny_bert_dir, "model.oracle=gold", "model.k=0")
+
+
+def test_the_gold_oracle_falls_back_to_random_items_never_the_querys_own(tiny_t5_dir, tiny_bert_dir):
+    model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir, "model.oracle=gold"))
+    feats, _ = _train_batch(model, data)
+    # a label only the query's own example holds: no item to give, so random ones, counted
+    row = {**feats[0], "gold": ["only-mine"]}
+    own = [i for i, it in enumerate(model.memory_items) if it["example"] == row["example"]]
+    for i in own:
+        model.memory_items[i]["label"] = "only-mine"
+    model._label_rows = None
+    picked = model.oracle_rows([row] * 20)
+    assert model.oracle_fallbacks == 20
+    assert not set(picked.reshape(-1).tolist()) & set(own)
