@@ -22,6 +22,19 @@ from collections.abc import Sequence
 import torch
 
 
+def agreement_hits(memory_items: Sequence[dict], rows: Sequence[Sequence[int]],
+                   golds: Sequence[Sequence[str]]) -> tuple[int, int]:
+    """(queries whose first neighbour has one of their gold labels,
+    neighbours over all k that do) for memory ``rows`` (one list per query)."""
+    top1 = every = 0
+    for row, gold in zip(rows, golds):
+        gold = set(gold)
+        labels = [memory_items[r]["label"] for r in row]
+        top1 += labels[0] in gold
+        every += sum(lab in gold for lab in labels)
+    return top1, every
+
+
 @torch.no_grad()
 def neighbour_label_agreement(model, examples: Sequence, batch_size: int = 32) -> dict[str, float]:
     if model.settings.k == 0:
@@ -33,12 +46,8 @@ def neighbour_label_agreement(model, examples: Sequence, batch_size: int = 32) -
         for a in range(0, len(examples), batch_size):
             feats = model.features(examples[a:a + batch_size], training=False)
             _, rows = model.retrieve_cached([f["source"] for f in feats], [f["extra"] for f in feats])
-            for f, row in zip(feats, rows.tolist()):
-                gold = set(f["gold"])
-                labels = [model.memory_items[r]["label"] for r in row]
-                hits_top1 += labels[0] in gold
-                hits_all += sum(lab in gold for lab in labels)
-                total += len(labels)
+            top1, every = agreement_hits(model.memory_items, rows.tolist(), [f["gold"] for f in feats])
+            hits_top1, hits_all, total = hits_top1 + top1, hits_all + every, total + rows.numel()
     finally:
         model.train(was)
     n = len(examples)

@@ -594,24 +594,33 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
             _add(into, "retrieval/weight_entropy", float(entropy.mean()))
             _add(into, "retrieval/effective_rows", float(entropy.exp().mean()))
             _add(into, "retrieval/top_weight", float(w.max(-1).values.mean()))
-        found = found.cpu()
-        k = found.shape[1]
-        distinct = sum(len(set(row)) for row in found.tolist()) / (k * found.shape[0])
-        labels = [[self.memory_items[i]["label"] for i in row] for row in found.tolist()]
-        top1 = sum(lab[0] in set(g) for lab, g in zip(labels, golds)) / len(golds)
-        at_k = sum(x in set(g) for lab, g in zip(labels, golds) for x in lab) / (k * len(golds))
-        _add(into, "retrieval/distinct_neighbours", distinct)
-        _add(into, "retrieval/agreement_top1", top1)
-        _add(into, "retrieval/agreement_at_k", at_k)
+        from relforge_etrag.analysis import agreement_hits
 
-    def _record_prompt_scale(self, into: dict[str, list[float]], prompts: torch.Tensor) -> None:
-        """Mean norm of the soft prompts over the mean norm of the token
-        embeddings they sit among: a prompt far smaller is easy to ignore,
-        one far larger swamps the sentence."""
-        with torch.no_grad():
-            table = self.backbone.get_input_embeddings().weight
-            _add(into, "retrieval/prompt_norm_ratio", 
-                float(prompts.detach().norm(dim=-1).mean() / table.norm(dim=-1).mean()))
+        rows = found.cpu().tolist()
+        k = len(rows[0])
+        top1, every = agreement_hits(self.memory_items, rows, golds)
+        _add(into, "retrieval/distinct_neighbours", sum(len(set(row)) for row in rows) / (k * len(rows)))
+        _add(into, "retrieval/agreement_top1", top1 / len(rows))
+        _add(into, "retrieval/agreement_at_k", every / (k * len(rows)))
+
+    @staticmethod
+    def _record_prompt_scale(into: dict[str, list[float]], prompts: torch.Tensor) -> None:
+        """The mean norm of the soft prompts; :meth:`_take` turns it into
+        ``prompt_norm_ratio``."""
+        _add(into, "retrieval/prompt_norm", float(prompts.detach().norm(dim=-1).mean()))
+
+    def _take(self, into: dict[str, list[float]]) -> dict[str, float]:
+        """The means of what was gathered; the prompts' mean norm as a ratio
+        to the mean norm of the token embeddings they sit among (a prompt far
+        smaller is easy to ignore, one far larger swamps the sentence), the
+        embedding table's norm computed once here rather than per batch."""
+        out = {k: total / count for k, (total, count) in into.items() if count}
+        into.clear()
+        if "retrieval/prompt_norm" in out:
+            with torch.no_grad():
+                table = self.backbone.get_input_embeddings().weight.norm(dim=-1).mean()
+            out["retrieval/prompt_norm_ratio"] = out.pop("retrieval/prompt_norm") / float(table)
+        return out
 
     @staticmethod
     def _grad_norm(params) -> float:
@@ -624,8 +633,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         at this step (before clipping), and the oracle fallbacks so far."""
         if self.settings.k == 0:
             return {}
-        out = {k: total / count for k, (total, count) in self._train_diag.items() if count}
-        self._train_diag = {}
+        out = self._take(self._train_diag)
         groups = self.parameter_groups()
         out["retrieval/grad_norm_retriever"] = self._grad_norm(groups["retriever"])
         out["retrieval/grad_norm_projection"] = self._grad_norm(groups["projection"])
@@ -638,9 +646,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         """The retrieval figures of the queries ranked since the last call
         (a dev evaluation): label agreement of the retrieved neighbours at
         rank 1 and over k, their distinctness, the weights' spread."""
-        out = {k: total / count for k, (total, count) in self._eval_diag.items() if count}
-        self._eval_diag = {}
-        return out
+        return self._take(self._eval_diag)
 
     # ---- saving ----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from relforge.components import ReportsDiagnostics
 from relforge.config import TrainConfig
 from relforge.engine.checkpoint import find_checkpoint, read_state, swap_in, write_atomically, write_state
 
@@ -322,8 +323,6 @@ class Trainer:
     def _gather_diagnostics(self) -> None:
         """A model that reports diagnostics (``ReportsDiagnostics``) is asked
         for them after each optimizer step's backward pass."""
-        from relforge.components import ReportsDiagnostics
-
         model = self.accelerator.unwrap_model(self.model)
         if isinstance(model, ReportsDiagnostics):
             for key, value in model.step_diagnostics().items():

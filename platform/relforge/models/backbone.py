@@ -51,7 +51,7 @@ def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = (
     else:
         local = Path(name_or_path).exists()
         config = transformers.AutoConfig.from_pretrained(name_or_path, local_files_only=local)
-        if not getattr(config, "is_encoder_decoder", False) and _is_encoder_only(config):
+        if _is_encoder_only(config):
             # an encoder checkpoint (BERT, RoBERTa, ...): warm-started as an
             # encoder-decoder, as the default MiniLM is
             model, tokenizer = _warm_start(name_or_path, local=local)
