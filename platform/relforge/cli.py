@@ -271,7 +271,9 @@ def predict(
     skipped = f"; skipped {len(report.skipped)} bad line(s), the first: {report.skipped[0]}" if report.skipped else ""
     overlap = (f"; {report.overlapping} record(s) have overlapping head and tail spans (predicted as given)"
                if report.overlapping else "")
-    err_console.print(f"{report.written} predictions written to {where}{skipped}{overlap}", highlight=False,
+    pairs = (f" ({report.mention_pairs} of them the entity pairs of {report.mention_records} record(s) with "
+             f"'entities')" if report.mention_records else "")
+    err_console.print(f"{report.written} predictions written to {where}{pairs}{skipped}{overlap}", highlight=False,
                       soft_wrap=True)
 
 

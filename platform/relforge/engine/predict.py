@@ -25,6 +25,9 @@ class PredictReport:
     error: str | None = None
     #: records whose head and tail overlap (said, not refused)
     overlapping: int = 0
+    #: mention records read (each scored as several pairs) and the pairs they made
+    mention_records: int = 0
+    mention_pairs: int = 0
 
 
 def _lines(source: str) -> tuple[Iterator[tuple[int, bytes]], IO[bytes] | None, int | None]:
@@ -77,7 +80,7 @@ def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: 
                     continue
                 try:
                     rec = json.loads(line)
-                    example = extractor.to_example(rec, path=name, where=f"line {n}", default_id=str(n))
+                    examples = extractor.to_pair_examples(rec, path=name, where=f"line {n}", default_id=str(n))
                 except (json.JSONDecodeError, DataError) as exc:
                     reason = f"not valid JSON ({exc.msg}, column {exc.colno})" if isinstance(
                         exc, json.JSONDecodeError) else str(exc)
@@ -88,9 +91,13 @@ def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: 
                         return report
                     report.skipped.append(message)
                     continue
-                if example.head.start < example.tail.end and example.tail.start < example.head.end:
-                    report.overlapping += 1
-                batch.append(example)
+                if isinstance(rec, dict) and "entities" in rec:
+                    report.mention_records += 1
+                    report.mention_pairs += len(examples)
+                for example in examples:
+                    if example.head.start < example.tail.end and example.tail.start < example.head.end:
+                        report.overlapping += 1
+                batch.extend(examples)
                 if len(batch) >= batch_size:
                     flush()
             flush()
