@@ -70,3 +70,18 @@ def test_predict_scores_the_pairs_of_a_mention_record_like_explicit_pairs(tiny_b
                                    "--on-error", "skip"])
     assert res.exit_code == 0 and "3 predictions written" in res.output
     assert "2 of them the entity pairs of 1 record(s) with 'entities'" in res.output
+
+
+def test_saved_model_and_checkpoint_files_are_readable_like_any_checkpoint(tiny_bert_dir, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        cfg = config("marker_classifier", tiny_bert_dir, "train.max_steps=1", "data.dataset.train_size=16",
+                     "tracking.trackers=[]")
+        train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    finally:
+        os.umask(old)
+    files = [p for sub in ("best", "checkpoint") for p in (tmp_path / "run" / sub).rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}, [(p.name, oct(p.stat().st_mode)) for p in files]

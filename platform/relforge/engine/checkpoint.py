@@ -69,3 +69,18 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def share_files(folder: Path) -> None:
+    """Give every file under ``folder`` the permissions of a file the user
+    creates (0666 less the umask), like any checkpoint: some writers (the
+    safetensors files of ``save_pretrained``) leave their files 0600, which
+    other users of a shared model folder cannot read."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        if path.is_symlink():
+            continue
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)

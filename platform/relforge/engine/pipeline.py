@@ -18,6 +18,7 @@ import torch
 from relforge.components import ReportsDiagnostics
 from relforge.config import ResolvedConfig
 from relforge.data.example import Example
+from relforge.engine.checkpoint import share_files
 from relforge.engine.decision import decide
 
 
@@ -211,6 +212,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
 
             with quiet_local_io():
                 m.save(folder, meta)
+            share_files(folder)
 
         def evaluate_dev(m) -> dict[str, float]:
             if "dev" in data.episodes:

@@ -30,7 +30,9 @@ from torch.utils.data import DataLoader, Sampler
 
 from relforge.components import ReportsDiagnostics
 from relforge.config import TrainConfig
-from relforge.engine.checkpoint import find_checkpoint, read_state, swap_in, write_atomically, write_state
+from relforge.engine.checkpoint import (
+    find_checkpoint, read_state, share_files, swap_in, write_atomically, write_state,
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -185,6 +187,7 @@ class Trainer:
         acc.wait_for_everyone()
         if acc.is_main_process:
             write_state(tmp, asdict(self.state))
+            share_files(tmp)
             swap_in(tmp, self.checkpoint_dir)
         acc.wait_for_everyone()
 
