@@ -183,6 +183,44 @@ def _model_folder(path: Path) -> Path:
     raise AssertionError
 
 
+def _model_source(model: str) -> str | Path:
+    """A local model or run folder, or a Hub repository id (``org/name``,
+    not a local path)."""
+    from relforge.engine.hub import local_model_folder
+
+    folder = local_model_folder(model)
+    if folder is not None:
+        return folder
+    if Path(model).exists() or model.count("/") != 1 or model.startswith((".", "/")):
+        return _model_folder(Path(model))
+    return model
+
+
+@app.command()
+def push(
+    run: Annotated[Path, typer.Argument(help="A run folder or a model folder.")],
+    repo_id: Annotated[str, typer.Argument(help="The Hub repository (org/name); created if missing.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
+    branch: Annotated[Optional[str], typer.Option("--branch", help="Push to this branch.")] = None,
+    local: Annotated[Optional[Path], typer.Option("--local", help="Write the repository's files (model, "
+                     "results.json, model card README.md) to this folder instead of uploading.")] = None,
+) -> None:
+    """Push a trained model to the Hugging Face Hub with a generated model card (load it back with
+    Extractor.from_pretrained("org/name") or `relforge predict org/name`). Log in first (`hf auth login`
+    or HF_TOKEN)."""
+    from relforge.engine.extractor import Extractor
+
+    extractor = Extractor.from_pretrained(_model_folder(run), device="cpu")
+    if local is not None:
+        extractor.save_pretrained(local, model_card_kwargs={"repo_id": repo_id})
+        console.print(f"wrote {repo_id}'s files to {local} (model, results.json, README.md); upload them with "
+                      f"`relforge push {run} {repo_id}`", highlight=False)
+        return
+    url = extractor.push_to_hub(repo_id, private=private, branch=branch, model_card_kwargs={"repo_id": repo_id},
+                                commit_message=f"RelForge model from {run}")
+    console.print(f"pushed to {repo_id}: {url}", highlight=False)
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A run folder or a model folder (its best/).")],
@@ -243,8 +281,9 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A run folder or a model folder.")],
-    input: Annotated[str, typer.Option("--input", "-i", help="JSON lines in the generic format; - for stdin.")] = "-",
+    model: Annotated[str, typer.Argument(help="A run folder, a model folder or a Hub repository id (org/name).")],
+    input: Annotated[str, typer.Option("--input", "-i", help="JSON lines in the generic format (or records with "
+                     "'entities': every pair scored); - for stdin.")] = "-",
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write predictions; - for stdout.")] = "-",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     on_error: Annotated[str, typer.Option("--on-error", help="A bad input line: stop (default; what was "
@@ -258,10 +297,9 @@ def predict(
         _fail(f"--on-error {on_error!r}: use stop or skip")
     if input != "-" and not Path(input).is_file():
         _fail(f"--input {input}: no such file")
-    folder = _model_folder(model)
     from relforge.engine.extractor import Extractor
 
-    extractor = Extractor.from_pretrained(folder)
+    extractor = Extractor.from_pretrained(_model_source(model))
     report = stream_predictions(extractor, input, output, batch_size=batch_size, on_error=on_error,
                                 progress=err_console)
     where = "stdout" if output == "-" else output
@@ -473,6 +511,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(SafetensorError)
     except ImportError:
         pass
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    errors += [HfHubHTTPError, LocalTokenNotFoundError]  # a Hub push without a login, a repository not yours
     return tuple(errors)
 
 

@@ -58,7 +58,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
               rerun: bool = False) -> list[CellResult]:
     from relforge.bench import store
     from relforge.config import validate_config
-    from relforge.engine.pipeline import train_run
+    from relforge.engine.pipeline import outcome_metrics, train_run, write_result
     from relforge.registry import get_registry
     from relforge.run import Run
 
@@ -107,10 +107,8 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                 results.append(CellResult(cell, "FAILED", error=msg))
                 continue
             # the names the run logged to MLflow, so suites name metrics one way
-            metrics = {**{f"test/{k}": v for k, v in outcome.test_metrics.items()},
-                       **{f"final_dev/{k}": v for k, v in outcome.dev_metrics.items()}, **outcome.logged}
-            (folder / "result.json").write_text(json.dumps({"config_hash": cell.config_hash, "metrics": metrics,
-                                                            "seconds": outcome.seconds}), encoding="utf-8")
+            metrics = outcome_metrics(outcome)
+            write_result(outcome, config_hash=cell.config_hash)
             results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))
         console.print(comparison_table(spec, results))
         summary = root / f"summary-shard{shard[0]}of{shard[1]}.json"

@@ -16,30 +16,75 @@ of which every ordered pair (or the listed ``pairs``) is scored::
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelHubMixin
 
 from relforge.config import ResolvedConfig
 from relforge.data.example import Example
 from relforge.engine.decision import decide
 
 
-class Extractor:
-    def __init__(self, model, resolved: ResolvedConfig, meta: Mapping[str, Any]) -> None:
+class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extraction"]):
+    """A trained model ready to predict; a Hub model (``save_pretrained``,
+    ``push_to_hub``, ``from_pretrained`` of a folder or a repository id,
+    :mod:`relforge.engine.hub`)."""
+
+    def __init__(self, model, resolved: ResolvedConfig, meta: Mapping[str, Any],
+                 results: Mapping[str, float] | None = None) -> None:
         self.model, self.resolved, self.meta = model, resolved, dict(meta)
+        #: the final metrics that go with the model (its run's result.json), for the model card
+        self.results = dict(results or {})
         self.model.eval()
+        # the mixin keeps the constructor's JSON-able arguments to write as config.json; a RelForge folder's
+        # config.json is the backbone's and everything else is in relforge.json
+        self._hub_mixin_config = None
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, device: str | None = None, registry=None) -> Extractor:
+    def from_pretrained(cls, folder: str | Path, *, device: str | None = None, registry=None,
+                        revision: str | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, token: str | bool | None = None,
+                        force_download: bool = False) -> Extractor:
+        """A model folder, a run folder (its ``best/``) or a Hub repository
+        id (``org/name``, downloaded into the Hub cache; ``HF_HUB_OFFLINE=1``
+        or ``local_files_only`` read the cache only)."""
         from relforge.engine.build import load_saved
+        from relforge.engine.hub import local_model_folder, read_results
 
-        model, resolved, meta = load_saved(folder, registry=registry)
+        # not ModelHubMixin.from_pretrained: that one reads a config.json as the constructor's arguments,
+        # and a RelForge folder's config.json is the backbone's
+        local = local_model_folder(folder)
+        if local is None:
+            local = _download(str(folder), revision=revision, cache_dir=cache_dir, force_download=force_download,
+                              local_files_only=local_files_only, token=token)
+        model, resolved, meta = load_saved(local, registry=registry)
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(model, resolved, meta)
+        return cls(model, resolved, meta, read_results(local))
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The model folder, its ``results.json`` and a model card
+        (``README.md``), files readable like any checkpoint."""
+        from relforge.engine.checkpoint import share_files
+        from relforge.engine.hub import RESULTS_FILE
+        from relforge.models.backbone import quiet_local_io
+
+        keep = {k: self.meta[k] for k in ("config", "relforge_run_id", "plugins") if k in self.meta}
+        with quiet_local_io():
+            self.model.save(Path(save_directory), keep)
+        if self.results:
+            (Path(save_directory) / RESULTS_FILE).write_text(json.dumps({"metrics": self.results}, indent=2),
+                                                             encoding="utf-8")
+        share_files(Path(save_directory))
+
+    def generate_model_card(self, *args, **kwargs):
+        from relforge.engine.hub import make_card
+
+        return make_card(self.meta, self.results, repo_id=kwargs.get("repo_id"))
 
     @property
     def labels(self) -> list[str]:
@@ -101,3 +146,25 @@ class Extractor:
                 row["record"], row["pair"] = ex.meta["record"], list(ex.meta["pair"])
             out.append(row)
         return out
+
+
+def _download(repo_id: str, **kwargs: Any) -> Path:
+    """The snapshot folder of a Hub repository (from the cache when offline);
+    a missing repository or an offline cache miss is an ``InputError`` that
+    says what to do."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from relforge.validation import InputError
+
+    try:
+        return Path(snapshot_download(repo_id, **kwargs))
+    except HFValidationError:
+        raise InputError(f"{repo_id}: neither a model folder (with relforge.json, or a run folder with best/) nor "
+                         f"a Hub repository id (org/name)") from None
+    except RepositoryNotFoundError:
+        raise InputError(f"{repo_id}: no such Hub repository (or it is private: log in with `hf auth login` or "
+                         f"pass a token)") from None
+    except LocalEntryNotFoundError:
+        raise InputError(f"{repo_id}: not in the Hub cache and the Hub cannot be reached (offline); download it "
+                         f"where there is a network, or give a local model folder") from None

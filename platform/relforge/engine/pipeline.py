@@ -245,7 +245,25 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
             run.log_metrics({f"final_dev/{k}": v for k, v in dev_metrics.items()}, result.state.global_step)
         outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
                              time.perf_counter() - t0, logged)
+        write_result(outcome)
     return outcome
+
+
+def outcome_metrics(outcome: RunOutcome) -> dict[str, float]:
+    """A run's final metrics under the names it logged them with."""
+    return {**{f"test/{k}": v for k, v in outcome.test_metrics.items()},
+            **{f"final_dev/{k}": v for k, v in outcome.dev_metrics.items()}, **outcome.logged}
+
+
+def write_result(outcome: RunOutcome, **extra: Any) -> None:
+    """The run folder's ``result.json``: its final metrics (what a suite
+    reads back, and what a model card shows) and ``extra`` fields."""
+    import json
+
+    if outcome.output_dir is None:
+        return
+    Path(outcome.output_dir, "result.json").write_text(
+        json.dumps({**extra, "metrics": outcome_metrics(outcome), "seconds": outcome.seconds}), encoding="utf-8")
 
 
 def score_selected(best_model, best_dir: Path, data, resolved: ResolvedConfig, select: str, batch_size: int, run,
