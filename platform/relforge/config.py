@@ -128,6 +128,9 @@ class TrackingConfig(_Strict):
     experiment: str = "relforge"
     tracking_uri: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    #: log the selected model as an MLflow model (pyfunc flavor, ``runs:/<id>/model``) that
+    #: ``mlflow models serve`` can serve; false saves the artifact store a copy of every model
+    log_model: bool = True
 
 
 class DecisionSettings(_Strict):

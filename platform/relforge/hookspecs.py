@@ -278,6 +278,26 @@ def on_artifact(run: Run, path: Path, artifact_path: str | None) -> None:
 
 
 @hookspec
+def on_model(run: Run, folder: Path) -> None:
+    """The run's selected model is final (trained, selected on dev, its
+    decision threshold tuned): a tracker may log it as a loadable model.
+
+    Arguments:
+        run: the :class:`relforge.run.Run`.
+        folder: :class:`pathlib.Path` of the saved model folder (what
+            ``Extractor.from_pretrained`` loads).
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        By ``Run.log_model``, which the pipeline calls once after test scoring
+        (the built-in MLflow tracker logs the folder as an MLflow ``pyfunc``
+        model under ``model``, unless ``tracking.log_model`` is false).
+    """
+
+
+@hookspec
 def on_run_end(run: Run, status: str, error: BaseException | None) -> None:
     """A run has ended.
 

@@ -70,6 +70,13 @@ class Run:
         self.registry.hook.on_dataset(run=self, name=name, split=split, digest=digest, source=source,
                                       examples=int(examples))
 
+    def log_model(self, folder: str | Path) -> None:
+        """Hand the run's final model folder to every tracker (``on_model``)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"model folder {folder} does not exist")
+        self.registry.hook.on_model(run=self, folder=folder)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if not path.exists():

@@ -186,3 +186,27 @@ def test_hook_on_dataset(tmp_path, monkeypatch):
     with Run(cfg, registry=reg, output_dir=tmp_path / "run") as run:
         run.log_dataset("toy.tiny", "train", "abc123", "toy.tiny", 1)
     assert seen.calls == [("toy.tiny", "train", "abc123", 1)]
+
+
+def test_hook_on_model(tmp_path):
+    import pytest
+
+    class Models:
+        def __init__(self):
+            self.folders = []
+
+        @hookimpl
+        def on_model(self, run, folder):
+            self.folders.append((run.name, folder.name, (folder / "weights.bin").read_text()))
+
+    seen = Models()
+    reg = toy_registry((seen, "models"))
+    cfg = load_config([], ["method=toy"], registry=reg)
+    folder = tmp_path / "best"
+    folder.mkdir()
+    (folder / "weights.bin").write_text("w")
+    with Run(cfg, registry=reg, output_dir=tmp_path / "run") as run:
+        run.log_model(folder)
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            run.log_model(tmp_path / "nope")
+    assert seen.folders == [(run.name, "best", "w")]

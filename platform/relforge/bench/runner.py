@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     parent_cfg = validate_config({"name": f"suite-{spec.name}", "tracking": tracking, "output_dir": str(root)},
                                  registry=registry)
     results: list[CellResult] = []
+    run_ids: dict[str, str] = {}  # cell id -> its MLflow run
     with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{spec.name}",
              tags=parent_tags) as parent:
         parent_id = parent.state.get("mlflow", {}).get("run_id")
@@ -91,6 +92,8 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
             if earlier is not None:
                 console.print(f"  finished earlier ({earlier[1]}); skipped", highlight=False)
                 results.append(CellResult(cell, "SKIPPED", earlier[0]))
+                if cell.config_hash in done:
+                    run_ids[cell.cell_id] = done[cell.config_hash].info.run_id
                 continue
             tags = {"relforge.suite": spec.name, "relforge.role": "cell", "relforge.config_hash": cell.config_hash,
                     **{f"cell.{k}": str(v) for k, v in cell.coordinates.items()}}
@@ -109,6 +112,8 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
             # the names the run logged to MLflow, so suites name metrics one way
             metrics = outcome_metrics(outcome)
             write_result(outcome, config_hash=cell.config_hash)
+            if outcome.tracking.get("run_id"):
+                run_ids[cell.cell_id] = outcome.tracking["run_id"]
             results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))
         console.print(comparison_table(spec, results))
         summary = root / f"summary-shard{shard[0]}of{shard[1]}.json"
@@ -124,11 +129,54 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
             for path in paths:
                 parent.log_artifact(path, "report")
             parent.log_metrics(figures, 0)
+        if spec.register_best is not None:
+            register_best(spec, results, run_ids, client, console, parent)
     failed = [r for r in results if r.status == "FAILED"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(results)} cells failed[/]; their errors are in {root / 'errors'}",
                       highlight=False)
     return results
+
+
+def register_best(spec: SuiteFile, results: Sequence[CellResult], run_ids: Mapping[str, str], client,
+                  console: Console, parent) -> str | None:
+    """The suite's ``register``: the model of the cell best on the dev
+    metric (by its direction) as a new version of the registered model;
+    returns "name vN", or None (said) when no cell qualifies."""
+    from relforge.bench.report import metric_direction
+
+    reg = spec.register_best
+    if client is None:
+        console.print("register: tracking is off (no MLflow store); nothing registered", highlight=False)
+        return None
+    direction = metric_direction(reg.metric) or 1
+    scored = [(r.metrics[reg.metric], r.cell.cell_id) for r in results
+              if r.status in ("FINISHED", "SKIPPED") and reg.metric in r.metrics and r.cell.cell_id in run_ids]
+    with_model = [(v, c) for v, c in scored
+                  if any(f.path == "model/MLmodel" for f in client.list_artifacts(run_ids[c], "model"))]
+    if not with_model:
+        why = "no finished cell logged it" if not scored else "no cell logged an MLflow model (tracking.log_model)"
+        console.print(f"register: nothing registered as {reg.name!r}: {reg.metric} -- {why}", highlight=False)
+        return None
+    value, cell_id = max(with_model, key=lambda vc: direction * vc[0])
+    run_id = run_ids[cell_id]
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(reg.name, description=f"RelForge suite {spec.name}: the cell best on "
+                                                             f"{reg.metric}")
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/model"
+    version = client.create_model_version(reg.name, source, run_id=run_id,
+                                          tags={"relforge.suite": spec.name, "relforge.cell": cell_id,
+                                                reg.metric: f"{value:.6g}"})
+    label = f"{reg.name} v{version.version}"
+    parent.set_tags({"relforge.registered_model": label, "relforge.registered_cell": cell_id})
+    console.print(f"registered {label}: cell {cell_id} ({reg.metric} = {value:.4f}, best of {len(with_model)})",
+                  highlight=False)
+    return label
 
 
 def _earlier_result(done: dict[str, Any], cell: Cell, folder: Path) -> tuple[dict[str, float], str] | None:

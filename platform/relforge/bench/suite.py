@@ -18,6 +18,8 @@ A suite is YAML::
     metrics: [test/micro_f1]    # what the comparison table shows (test/*, final_dev/*)
     compare:                    # paired tests in `relforge report` (default: arms differing in one coordinate)
       baseline: {method: generative_ce}
+    register:                   # the cell best on a dev metric -> a version of an MLflow registered model
+      {name: my-re-model, metric: final_dev/best_micro_f1}
 
 A cell's configuration is: method defaults < ``base`` < its coordinates <
 matching ``overrides`` (validated like any run configuration).
@@ -53,8 +55,27 @@ class CompareSpec(BaseModel):
     resamples: int = Field(10_000, ge=100)
 
 
-class SuiteFile(BaseModel):
+class RegisterSpec(BaseModel):
+    """``register: {name: semeval-re, metric: final_dev/best_micro_f1}``:
+    after the suite, the model of the cell best on ``metric`` (a dev metric:
+    selecting on test would tune on it) becomes a new version of the MLflow
+    registered model ``name``."""
+
     model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    metric: str = "final_dev/best_micro_f1"
+
+    @field_validator("metric")
+    @classmethod
+    def _dev_only(cls, v: str) -> str:
+        if v.startswith("test/"):
+            raise ValueError(f"register.metric {v!r}: choosing the model to register on test tunes on test; use a "
+                             f"dev metric (final_dev/best_micro_f1, final_dev/best_official_macro_f1, ...)")
+        return v
+
+
+class SuiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict)
@@ -63,6 +84,8 @@ class SuiteFile(BaseModel):
     overrides: list[_When] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=lambda: ["test/micro_f1"])
     compare: CompareSpec | None = None
+    #: the suite file's ``register:`` (a field of that name would shadow pydantic's BaseModel.register)
+    register_best: RegisterSpec | None = Field(None, alias="register")
 
     @field_validator("name")
     @classmethod

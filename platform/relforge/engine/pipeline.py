@@ -243,6 +243,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
                                                   result.state.global_step)
         if dev_metrics:
             run.log_metrics({f"final_dev/{k}": v for k, v in dev_metrics.items()}, result.state.global_step)
+        if best_dir is not None:
+            run.log_model(best_dir)
         outcome = RunOutcome(run.output_dir, best_dir, dev_metrics, test_metrics, dict(run.state.get("mlflow", {})),
                              time.perf_counter() - t0, logged)
         write_result(outcome)

@@ -177,6 +177,21 @@ def on_dataset(run, name, split, digest, source, examples):
 
 
 @hookimpl
+def on_model(run, folder):
+    """The selected model as an MLflow pyfunc model under ``model`` (unless
+    ``tracking.log_model`` is false)."""
+    if NAME not in run.state or not (run.config.get("tracking") or {}).get("log_model", True):
+        return
+    import tempfile
+
+    from relforge.tracking.pyfunc import save_pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="relforge-pyfunc-") as tmp:
+        save_pyfunc(Path(folder), Path(tmp) / "model")
+        _client(run).log_artifacts(run.state[NAME]["run_id"], str(Path(tmp) / "model"), "model")
+
+
+@hookimpl
 def on_run_end(run, status, error):
     if NAME not in run.state:
         return

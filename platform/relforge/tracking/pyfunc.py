@@ -1,0 +1,97 @@
+"""A RelForge model as an MLflow model: the ``pyfunc`` flavor.
+
+Each run's selected model is logged under the artifact path ``model``
+(``runs:/<run id>/model``), so MLflow loads and serves it::
+
+    mlflow models serve -m runs:/<run id>/model --env-manager local -p 5001
+    curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d '{"dataframe_records":
+      [{"text": "Ada Quill was born in Norport .", "head": {"start": 0, "end": 9}, "tail": {"start": 22, "end": 29}}]}'
+
+``predict`` takes the records of the generic JSON format (one head/tail pair,
+or a text with ``entities``, every pair scored) as a DataFrame, a list of
+dicts or one dict, and returns :meth:`relforge.engine.extractor.Extractor.predict`'s
+rows (id, head, tail, relations, scores). ``params={"batch_size": N}`` sets
+the batch size.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+with warnings.catch_warnings():  # MLflow's own import infers schemas of its agent types and warns about them
+    warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType.*")
+    import mlflow.pyfunc
+
+
+def _clean(value: Any) -> Any:
+    """A DataFrame cell as JSON data: missing values (NaN, None) dropped by
+    the caller, numpy scalars and arrays as Python values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items() if not _missing(v)}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def input_records(model_input: Any) -> list[dict[str, Any]]:
+    """The records in a pyfunc input (a DataFrame, as the scoring server
+    gives it, a list of dicts, or one dict); a DataFrame's missing cells
+    (a key one record has and another has not) are left out."""
+    if hasattr(model_input, "to_dict") and hasattr(model_input, "columns"):
+        rows = model_input.to_dict(orient="records")
+    elif isinstance(model_input, dict):
+        rows = [model_input]
+    else:
+        rows = list(model_input)
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"record {i + 1}: expected an object of the generic JSON format, got {row!r}")
+        out.append({k: _clean(v) for k, v in row.items() if not _missing(v)})
+    return out
+
+
+# MLflow inspects ``predict``'s type hints when the class is made and when the model is saved, and nags
+# about their absence; the records of the generic format are free-form JSON, so there are none to give
+_NAGS = (".*type hints to the `predict` method.*", ".*Any type hint is inferred as AnyType.*")
+with warnings.catch_warnings():
+    for _nag in _NAGS:
+        warnings.filterwarnings("ignore", message=_nag)
+
+    class RelForgePyfunc(mlflow.pyfunc.PythonModel):
+        """The pyfunc wrapper: the model folder is the artifact ``model``."""
+
+        def load_context(self, context) -> None:
+            from relforge.engine.extractor import Extractor
+
+            self.extractor = Extractor.from_pretrained(context.artifacts["model"])
+
+        def predict(self, context, model_input, params=None):
+            batch_size = int((params or {}).get("batch_size", 32))
+            return self.extractor.predict(input_records(model_input), batch_size=batch_size)
+
+
+def save_pyfunc(folder: Path, path: Path) -> None:
+    """Write the MLflow model of the model folder ``folder`` to ``path`` (a
+    new folder): the MLmodel file, the wrapper and a copy of the folder."""
+    import importlib.metadata as md
+
+    reqs = []
+    for dist in ("torch", "transformers", "mlflow", "relforge"):
+        try:
+            reqs.append(f"{dist}=={md.version(dist)}")
+        except md.PackageNotFoundError:
+            pass
+    with warnings.catch_warnings():
+        for nag in _NAGS:
+            warnings.filterwarnings("ignore", message=nag)
+        mlflow.pyfunc.save_model(path=str(path), python_model=RelForgePyfunc(), artifacts={"model": str(folder)},
+                                 pip_requirements=reqs)

@@ -1,0 +1,102 @@
+"""Each run logs its selected model as an MLflow pyfunc model, which MLflow
+loads and `mlflow models serve` serves over HTTP (a real server process on
+127.0.0.1, a real request)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from relforge.engine.extractor import Extractor
+from relforge.engine.pipeline import train_run
+from tests.engine.test_pipeline import config
+from tests.tracking.test_ui import free_port
+
+PAIR = {"id": "a", "text": "Kalo Veri was born in Tormont .", "head": {"start": 0, "end": 9, "type": "PER"},
+        "tail": {"start": 22, "end": 29, "type": "LOC"}}
+MENTIONS = {"id": "m", "text": "Kalo Veri was born in Tormont .", "entities": [{"start": 0, "end": 9},
+                                                                            {"start": 22, "end": 29}]}
+
+
+@pytest.fixture(scope="module")
+def logged(tiny_bert_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pyfunc")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        cfg = config("marker_classifier", tiny_bert_dir, "train.max_steps=2", "data.dataset.train_size=16")
+        out = train_run(cfg, output_dir=root / "run", progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    run_id = json.loads((root / "run" / "mlflow-run.json").read_text())["run_id"]
+    return root, uri, run_id, out.model_dir
+
+
+def test_the_run_logs_a_loadable_pyfunc_model(logged, monkeypatch):
+    import mlflow.pyfunc
+
+    root, uri, run_id, model_dir = logged
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    names = {f.path for f in MlflowClient(uri).list_artifacts(run_id, "model")}
+    assert {"model/MLmodel", "model/artifacts"} <= names, names
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    expected = Extractor.from_pretrained(model_dir, device="cpu").predict([PAIR, MENTIONS])
+    assert loaded.predict([PAIR, MENTIONS]) == expected
+    assert [r["id"] for r in expected] == ["a", "m/0-1", "m/1-0"]
+
+
+def test_log_model_false_logs_no_model(tiny_bert_dir, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = config("marker_classifier", tiny_bert_dir, "train.max_steps=1", "data.dataset.train_size=16",
+                 "tracking.log_model=false")
+    train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    run_id = json.loads((tmp_path / "run" / "mlflow-run.json").read_text())["run_id"]
+    assert "model" not in {f.path for f in MlflowClient(uri).list_artifacts(run_id)}
+
+
+def test_mlflow_models_serve_answers_a_scoring_request(logged):
+    root, uri, run_id, model_dir = logged
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    cmd = [str(mlflow_bin)] if mlflow_bin.exists() else [shutil.which("mlflow") or "mlflow"]
+    port = free_port()
+    # the environment's scripts (uvicorn, which mlflow starts) on PATH, as in an activated environment
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen(cmd + ["models", "serve", "-m", f"runs:/{run_id}/model", "--env-manager", "local",
+                                   "-h", "127.0.0.1", "-p", str(port)], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, up = time.time() + 300, False
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    up = True
+                    break
+            except OSError:
+                time.sleep(1)
+        assert up, proc.stdout.read().decode()[-3000:] if proc.poll() is not None else "no answer in 300 s"
+        body = json.dumps({"dataframe_records": [PAIR, MENTIONS]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            answer = json.loads(r.read().decode())
+        expected = Extractor.from_pretrained(model_dir, device="cpu").predict([PAIR, MENTIONS])
+        assert answer["predictions"] == expected
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
