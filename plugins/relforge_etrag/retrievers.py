@@ -14,6 +14,8 @@ is hidden from it during training. The shape helpers are the core's
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -66,6 +68,18 @@ def soft_knn_weights(scores: torch.Tensor, k: int, temperature: float = 1.0) -> 
     return torch.stack(out, dim=1)
 
 
+def standardize(scores: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-10) -> torch.Tensor:
+    """``scores`` (batch, M) minus their mean, over their standard deviation,
+    per row, over the entries ``mask`` does not hide (hidden entries are
+    returned unchanged for the caller to mask). Gradients flow through the
+    mean and the deviation; ``eps`` keeps a row of equal scores finite."""
+    keep = torch.ones_like(scores, dtype=torch.bool) if mask is None else ~mask
+    n = keep.sum(-1, keepdim=True).clamp_min(1)
+    mean = (scores * keep).sum(-1, keepdim=True) / n
+    var = (((scores - mean) * keep) ** 2).sum(-1, keepdim=True) / n
+    return torch.where(keep, (scores - mean) / (var + eps).sqrt(), scores)
+
+
 class SoftKNNRetriever(Retriever):
     """Differentiable kNN (Plötz and Roth, 2018) over mean cosine distance:
     each of the k soft neighbours is the w_i-weighted sum of the memory rows,
@@ -75,12 +89,20 @@ class SoftKNNRetriever(Retriever):
 
     class Settings(Settings):
         temperature: float = Field(1.0, gt=0)
+        #: "distance": s = -mean cosine distance (the paper and its code), whose spread over
+        #: the candidates shrinks when the retriever's vectors grow alike (they collapse under
+        #: end-to-end training, flattening the weights: issue #17); "standardized": those
+        #: scores centred and divided by their standard deviation over each query's
+        #: candidates, so the temperature acts on the ranking, not on the scale of the space
+        scores: Literal["distance", "standardized"] = "distance"
 
     def retrieve(self, query, memory, k, exclude=None) -> Retrieval:
         sim = mean_cosine_similarity(query, memory)
         mask = exclusion_mask(exclude, sim.shape[0], sim.shape[1], sim.device)
         check_k(k, sim.shape[1], mask)
         scores = -(1.0 - sim)  # s = -distance
+        if self.settings.scores == "standardized":
+            scores = standardize(scores, mask)
         if mask is not None:
             scores = scores.masked_fill(mask, float("-inf"))
         w = soft_knn_weights(scores, k, self.settings.temperature)

@@ -155,3 +155,39 @@ def test_memory_search_faiss_matches_torch():
     s2, i2 = MemorySearch(m, "torch").search(q, 6)
     assert torch.equal(i1, i2)
     assert torch.allclose(s1, s2, atol=1e-5)
+
+
+def test_standardize_centres_and_scales_the_unmasked_scores():
+    from relforge_etrag.retrievers import standardize
+
+    s = torch.tensor([[0.90, 0.95, 0.91, 0.97], [0.5, 0.5, 0.5, 0.5]])
+    mask = torch.tensor([[False, False, True, False], [False, False, False, False]])
+    z = standardize(s, mask)
+    kept = z[0][~mask[0]]
+    assert kept.mean().abs() < 1e-5 and (kept.pow(2).mean() - 1).abs() < 1e-3
+    assert z[0, 2] == s[0, 2]  # masked: left for the caller to mask
+    assert torch.isfinite(z[1]).all() and z[1].abs().max() < 1e-3  # equal scores: finite, all zero
+    # invariant to the scale and offset of the scores (what collapse changes)
+    assert torch.allclose(standardize(5 * s + 3), standardize(s), atol=1e-4)
+
+
+def test_standardized_scores_keep_selecting_when_the_vectors_collapse():
+    """A retriever trained end to end made every span vector alike (mean cosine
+    0.96 between any two): distance scores then give flat weights at any
+    usable temperature; standardized ones still pick the nearest rows."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 3, 16, generator=g)
+    memory = base + 0.05 * torch.randn(40, 3, 16, generator=g)  # collapsed: all alike
+    query = memory[7:8] + 0.01 * torch.randn(1, 3, 16, generator=g)  # nearest: row 7
+    flat = SoftKNNRetriever(SoftKNNRetriever.Settings(temperature=0.05)).retrieve(query, memory, 3)
+    sharp = SoftKNNRetriever(SoftKNNRetriever.Settings(temperature=0.1, scores="standardized")).retrieve(
+        query, memory, 3)
+    assert flat.weights[0, 0].max() < 3 / 40  # near-uniform over the 40 rows
+    assert sharp.weights[0, 0].max() > 0.9 and int(sharp.indices[0, 0]) == 7
+    # gradients still reach the query and the memory, finite
+    q, m = query.clone().requires_grad_(), memory.clone().requires_grad_()
+    r = SoftKNNRetriever(SoftKNNRetriever.Settings(temperature=0.1, scores="standardized")).retrieve(
+        q, m, 3, exclude=torch.tensor([7]))
+    r.neighbours.sum().backward()
+    assert torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0 and torch.isfinite(m.grad).all()
+    assert 7 not in r.indices[0].tolist()
