@@ -1,16 +1,40 @@
-"""How often retrieved neighbours share the query's relation label.
+"""Does ETRAG's retrieval work? Neighbour agreement, the spread of the
+retriever's space, the logged diagnostics and the oracle probes (issue #17).
 
 ``neighbour_label_agreement(model, examples)`` retrieves, for every example,
 the k neighbours an ETRAG model would use at inference (from its cached
 memory) and reports the share whose gold label is among the query's gold
 labels (the no-relation label counts as a label), at rank 1 and over all k,
 with the share expected from random neighbours (the memory's label
-distribution) beside it.
+distribution) beside it. ``similarity_spread(model, examples)`` measures the
+space the retriever scores in: the mean cosine similarity of queries to
+memory items and of items to items, the per-query standard deviation of the
+scores, and the effective number of rows the soft-kNN weights spread over
+(exp of their entropy). A space whose items all look alike (similarity near 1,
+deviation near 0) gives flat weights: every query then gets the same soft
+neighbours, whatever it is.
 
 Command line: before (a freshly built model with the run's configuration,
 i.e. the retriever as initialised) and after (the trained model folder)::
 
     python -m relforge_etrag.analysis runs/<run>/best --split test [--data-dir DIR] [--limit N]
+
+**Logged during every run** (``ReportsDiagnostics``, ``train/retrieval/*``
+every ``train.log_every`` steps, ``dev/retrieval/*`` with each dev
+evaluation): ``weight_entropy`` and ``effective_rows`` of the soft-kNN
+weights, ``top_weight``, ``distinct_neighbours`` (distinct argmax rows over k),
+``agreement_top1``/``agreement_at_k`` (label agreement, as above),
+``prompt_norm_ratio`` (soft prompts' mean norm over the token embeddings'),
+``grad_norm_retriever``/``_projection``/``_generator`` (before clipping).
+
+**Oracle probes** (``model.oracle``, a probe of the generator, not a method:
+the neighbours are chosen with the gold labels of the scored examples, in
+training and evaluation alike): ``gold`` gives k memory items with one of the
+query's gold labels, ``random`` k random items, ``self`` the query's own gold
+item (source and gold summary: the leak the method forbids). If ``self`` and
+``gold`` do not beat SuRE (``model.k=0``), the soft prompts do not carry what
+the generator needs. The suite ``benchmarks/suites/etrag-oracle-probes.yaml``
+runs them beside SuRE and the retriever.
 """
 from __future__ import annotations
 
@@ -58,6 +82,40 @@ def neighbour_label_agreement(model, examples: Sequence, batch_size: int = 32) -
             "agreement_at_k": hits_all / total, "chance": chance}
 
 
+@torch.no_grad()
+def similarity_spread(model, examples: Sequence, batch_size: int = 32) -> dict[str, float]:
+    """The spread of the retriever's space over the cached memory (see the
+    module docstring): mean query-memory and memory-memory cosine
+    similarity, the per-query standard deviation and range of the
+    similarities, and the soft-kNN weights' effective rows at rank 1."""
+    from relforge.retrieval import mean_cosine_similarity
+
+    if model.settings.k == 0:
+        raise ValueError("k = 0: the model retrieves nothing")
+    was = model.training
+    model.eval()
+    sims, eff = [], []
+    try:
+        model.ensure_cache()
+        mem = model.memory_cache
+        for a in range(0, len(examples), batch_size):
+            feats = model.features(examples[a:a + batch_size], training=False)
+            q = model.encode_queries([f["source"] for f in feats], [f["extra"] for f in feats])
+            sims.append(mean_cosine_similarity(q, mem.to(q.device)).cpu())
+            w = model.retriever.retrieve(q, mem.to(q.device), 1).weights[:, 0].float()
+            eff.append((-(w * w.clamp_min(1e-12).log()).sum(-1)).exp().cpu())
+        sample = mem[: min(len(mem), 256)]
+        inner = mean_cosine_similarity(sample, mem)
+        inner = inner[~torch.eye(len(sample), len(mem), dtype=torch.bool)]
+    finally:
+        model.train(was)
+    sim = torch.cat(sims)
+    return {"memory_rows": len(mem), "query_memory_similarity": float(sim.mean()),
+            "query_similarity_std": float(sim.std(1).mean()),
+            "query_similarity_range": float((sim.max(1).values - sim.min(1).values).mean()),
+            "memory_memory_similarity": float(inner.mean()), "effective_rows": float(torch.cat(eff).mean())}
+
+
 def before_after(folder, split: str = "test", data_dir=None, limit: int | None = None) -> dict[str, dict]:
     """Agreement of a freshly initialised model (same configuration) and of the trained one."""
     from accelerate.utils import set_seed
@@ -76,8 +134,8 @@ def before_after(folder, split: str = "test", data_dir=None, limit: int | None =
     fresh = build_model(resolved, labels=meta["labels"], label_words=meta["label_words"],
                         no_relation=meta["no_relation"], registry=registry)
     fresh.set_memory(data.splits["train"])
-    return {"before": neighbour_label_agreement(fresh, examples),
-            "after": neighbour_label_agreement(trained, examples)}
+    return {"before": {**neighbour_label_agreement(fresh, examples), **similarity_spread(fresh, examples)},
+            "after": {**neighbour_label_agreement(trained, examples), **similarity_spread(trained, examples)}}
 
 
 def main(argv=None) -> None:

@@ -238,6 +238,26 @@ def test_analysis_counts_label_agreement(built, monkeypatch):
     assert result["agreement_top1"] == 1.0 and result["agreement_at_k"] == 0.5
 
 
+def test_similarity_spread_sees_a_collapsed_space(built):
+    from relforge_etrag.analysis import similarity_spread
+
+    model, data = built
+    model.features(data.splits["train"], training=True)
+    test = data.splits["test"]
+    fine = similarity_spread(model, test)
+    assert fine["memory_rows"] == len(model.memory_items) and 1.0 <= fine["effective_rows"] <= fine["memory_rows"]
+    assert -1.0 <= fine["query_memory_similarity"] <= 1.0 and fine["query_similarity_std"] > 0
+    # every span vector made alike (what end-to-end training did to the retriever): similarity 1, no spread
+    model.ensure_cache()
+    model.memory_cache = model.memory_cache[:1].expand_as(model.memory_cache).clone()
+    model.encode_queries = lambda sources, extras: model.memory_cache[:1].expand(len(sources), -1, -1)
+    collapsed = similarity_spread(model, test)
+    assert collapsed["query_memory_similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert collapsed["memory_memory_similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert collapsed["query_similarity_std"] < 1e-5
+    assert collapsed["effective_rows"] == pytest.approx(collapsed["memory_rows"], rel=1e-3)  # flat weights
+
+
 def test_settings_are_validated_with_the_configuration(tiny_t5_dir, tiny_bert_dir):
     from relforge.config import ConfigError
 

@@ -60,3 +60,4 @@ def test_train_run_end_to_end(tiny_t5_dir, tiny_bert_dir, tmp_path):
     result = json.loads((tmp_path / "analysis.json").read_text())
     for when in ("before", "after"):
         assert 0.0 <= result[when]["agreement_at_k"] <= 1.0 and result[when]["k"] == 2
+        assert 1.0 <= result[when]["effective_rows"] <= result[when]["memory_rows"]
