@@ -116,6 +116,48 @@ def similarity_spread(model, examples: Sequence, batch_size: int = 32) -> dict[s
             "memory_memory_similarity": float(inner.mean()), "effective_rows": float(torch.cat(eff).mean())}
 
 
+@torch.no_grad()
+def prompt_attention(model, examples: Sequence, batch_size: int = 16) -> dict[str, float]:
+    """Whether the generator reads the soft prompts: the share of the
+    decoder's cross-attention (mean over layers, heads and gold target tokens,
+    teacher-forced) that falls on the prompt positions, beside the share the
+    prompts hold of the attended positions (what attention blind to content
+    would give them). Evaluation mode, as at inference (an oracle probe's
+    neighbours included)."""
+    if model.settings.k == 0:
+        raise ValueError("k = 0: the model has no soft prompts")
+    backbone = model.backbone
+    was = model.training
+    model.eval()
+    old_impl = getattr(backbone.config, "_attn_implementation", None)
+    setter = getattr(backbone, "set_attn_implementation", None)
+    if setter is not None:
+        setter("eager")  # scaled-dot-product kernels return no weights
+    on_prompts = positions = weight = 0.0
+    try:
+        for a in range(0, len(examples), batch_size):
+            feats = model.features(examples[a:a + batch_size], training=True)
+            batch = model.collate(feats)
+            dev = next(backbone.parameters()).device
+            inputs = model.prompted_inputs(batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.sources,
+                                           [r["extra"] for r in batch.rows], batch.rows)
+            out = backbone(**inputs, labels=batch.labels.to(dev), output_attentions=True)
+            cross = torch.stack([c.float() for c in out.cross_attentions]).mean((0, 2))  # (B, T, S)
+            p = (1 + model.settings.k) * 3
+            start = 0 if model.settings.insert == "prepend" else 1
+            tgt = (batch.labels.to(dev) != -100).float()  # (B, T)
+            share = cross[:, :, start:start + p].sum(-1)  # (B, T)
+            on_prompts += float((share * tgt).sum())
+            att = inputs["attention_mask"].float()
+            positions += float((p / att.sum(-1))[:, None].mul(tgt).sum())
+            weight += float(tgt.sum())
+    finally:
+        if setter is not None and old_impl is not None:
+            setter(old_impl)
+        model.train(was)
+    return {"cross_attention_on_prompts": on_prompts / weight, "prompt_share_of_positions": positions / weight}
+
+
 def before_after(folder, split: str = "test", data_dir=None, limit: int | None = None) -> dict[str, dict]:
     """Agreement of a freshly initialised model (same configuration) and of the trained one."""
     from accelerate.utils import set_seed

@@ -322,3 +322,24 @@ def test_prompts_keep_the_source_positions_of_an_absolute_position_encoder(tiny_
     assert "position_ids" not in model._encoder_inputs(ids, att, None)
     t5_model, _ = built
     assert t5_model.prompt_position_ids(ids, 3) is None
+
+
+def test_prompt_attention_measures_the_decoder_reading_the_prompts(built):
+    from relforge_etrag.analysis import prompt_attention
+
+    model, data = built
+    model.features(data.splits["train"], training=True)
+    out = prompt_attention(model, data.splits["test"][:4], batch_size=2)
+    assert 0.0 < out["cross_attention_on_prompts"] < 1.0
+    assert 0.0 < out["prompt_share_of_positions"] < 1.0
+    # prompt positions masked out of the encoder input get no cross-attention at all
+    original = model._encoder_inputs
+
+    def masked(input_ids, attention_mask, prompts):
+        inputs = original(input_ids, attention_mask, prompts)
+        p = (1 + model.settings.k) * 3
+        inputs["attention_mask"][:, 1:1 + p] = 0
+        return inputs
+
+    model._encoder_inputs = masked
+    assert prompt_attention(model, data.splits["test"][:4], batch_size=2)["cross_attention_on_prompts"] < 1e-6
