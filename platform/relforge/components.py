@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -431,6 +431,20 @@ class ModelSettings(Settings):
     #: projections tied to them) fixed: on a CPU their dense gradients and
     #: optimizer state are about half of a MiniLM step
     freeze_embeddings: bool = False
+
+
+class Seq2SeqSettings(ModelSettings):
+    """Settings of a generative (seq2seq) model."""
+
+    #: an encoder-only checkpoint (the default MiniLM, a user's BERT/RoBERTa) is
+    #: warm-started as an encoder-decoder whose decoder has no cross-attention
+    #: yet: "random" (transformers' initialisation: near-zero queries and keys,
+    #: so the decoder attends uniformly to every source position until those
+    #: weights grow) or "self_attention" (each decoder layer's cross-attention
+    #: starts as a copy of its own pretrained self-attention, so it attends by
+    #: content from the first step). Only for warm-started checkpoints: a T5 or
+    #: BART has its own pretrained cross-attention.
+    cross_attention_init: Literal["random", "self_attention"] = "random"
 
 
 @dataclass

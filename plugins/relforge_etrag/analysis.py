@@ -122,8 +122,10 @@ def prompt_attention(model, examples: Sequence, batch_size: int = 16) -> dict[st
     decoder's cross-attention (mean over layers, heads and gold target tokens,
     teacher-forced) that falls on the prompt positions, beside the share the
     prompts hold of the attended positions (what attention blind to content
-    would give them). Evaluation mode, as at inference (an oracle probe's
-    neighbours included)."""
+    would give them), and how flat the layer- and head-averaged attention
+    is (its entropy over log of the attended positions; 1 = uniform).
+    Evaluation mode, as at inference (an oracle probe's neighbours
+    included)."""
     if model.settings.k == 0:
         raise ValueError("k = 0: the model has no soft prompts")
     backbone = model.backbone
@@ -133,7 +135,7 @@ def prompt_attention(model, examples: Sequence, batch_size: int = 16) -> dict[st
     setter = getattr(backbone, "set_attn_implementation", None)
     if setter is not None:
         setter("eager")  # scaled-dot-product kernels return no weights
-    on_prompts = positions = weight = 0.0
+    on_prompts = positions = weight = flatness = 0.0
     try:
         for a in range(0, len(examples), batch_size):
             feats = model.features(examples[a:a + batch_size], training=True)
@@ -151,11 +153,15 @@ def prompt_attention(model, examples: Sequence, batch_size: int = 16) -> dict[st
             att = inputs["attention_mask"].float()
             positions += float((p / att.sum(-1))[:, None].mul(tgt).sum())
             weight += float(tgt.sum())
+            # entropy of the attention over the attended positions / log(their number): 1 = uniform
+            ent = -(cross * cross.clamp_min(1e-12).log()).sum(-1)  # (B, T)
+            flatness += float((ent / att.sum(-1).log()[:, None]).mul(tgt).sum())
     finally:
         if setter is not None and old_impl is not None:
             setter(old_impl)
         model.train(was)
-    return {"cross_attention_on_prompts": on_prompts / weight, "prompt_share_of_positions": positions / weight}
+    return {"cross_attention_on_prompts": on_prompts / weight, "prompt_share_of_positions": positions / weight,
+            "cross_attention_flatness": flatness / weight}
 
 
 def before_after(folder, split: str = "test", data_dir=None, limit: int | None = None) -> dict[str, dict]:

@@ -33,8 +33,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from relforge.components import (
-    Ability, HasRetriever, ModelParts, ModelSettings, RanksEncoded, ReportsDiagnostics, ScoredCandidate,
-    Seq2SeqBatch, Seq2SeqOutput,
+    Ability, HasRetriever, ModelParts, RanksEncoded, ReportsDiagnostics, ScoredCandidate, Seq2SeqBatch,
+    Seq2SeqOutput, Seq2SeqSettings,
 )
 from relforge.data.example import Example
 from relforge.engine.models import LOSS_STATE_FILE, GenerativeREModel, model_device, write_meta
@@ -54,7 +54,7 @@ class LoraOptions(BaseModel):
     target_modules: list[str] | None = None
 
 
-class ETRAGSettings(ModelSettings):
+class ETRAGSettings(Seq2SeqSettings):
     """The ``model`` section of an ETRAG run (``model: {name: etrag.rag, k: 5,
     ...}``); unknown keys are errors."""
 
@@ -261,7 +261,9 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
             base, tokenizer = load_seq2seq(settings.backbone, special_tokens=specials)
             backbone = peft.PeftModel.from_pretrained(base, str(folder / "lora"))
         else:
-            backbone, tokenizer = load_seq2seq(str(folder) if folder else settings.backbone, special_tokens=specials)
+            backbone, tokenizer = (load_seq2seq(str(folder), special_tokens=specials) if folder else
+                                   load_seq2seq(settings.backbone, special_tokens=specials,
+                                                cross_attention_init=settings.cross_attention_init))
             if settings.lora is not None:
                 backbone = apply_lora(backbone, settings.lora)
         span_encoder = None

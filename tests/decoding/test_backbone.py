@@ -39,3 +39,33 @@ def test_an_encoder_checkpoint_path_is_warm_started_as_an_encoder_decoder(tiny_b
         out = model(input_ids=torch.tensor([[tok.cls_token_id, 5, tok.sep_token_id]]),
                     decoder_input_ids=torch.tensor([[tok.cls_token_id]]))
     assert out.logits.shape[-1] == len(tok)
+
+
+def test_cross_attention_can_start_from_the_decoders_self_attention(tiny_bert_dir, tiny_t5, tmp_path):
+    import pytest
+
+    from relforge.config import load_config
+
+    model, tok = load_seq2seq(str(tiny_bert_dir), cross_attention_init="self_attention")
+    layers = model.decoder.bert.encoder.layer
+    for layer in layers:
+        own, cross = layer.attention.state_dict(), layer.crossattention.state_dict()
+        assert own.keys() == cross.keys() and all(torch.equal(own[k], cross[k]) for k in own)
+    # the default keeps transformers' initialisation: near-zero, unlike the pretrained self-attention
+    plain, _ = load_seq2seq(str(tiny_bert_dir))
+    layer = plain.decoder.bert.encoder.layer[0]
+    assert not torch.equal(layer.crossattention.self.query.weight, layer.attention.self.query.weight)
+    # a T5 has its own cross-attention: refused, not ignored
+    t5, t5_tok = tiny_t5
+    t5.save_pretrained(tmp_path)
+    t5_tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="own pretrained cross-attention"):
+        load_seq2seq(str(tmp_path), cross_attention_init="self_attention")
+    # a model setting of every generative model (ETRAG's too); the classifier has no such setting
+    for method in ("generative_ce", "cptuning", "etrag"):
+        cfg = load_config([], [f"method={method}", "data.dataset=quickstart", "model.cross_attention_init=self_attention"])
+        assert cfg.settings("model").cross_attention_init == "self_attention"
+    from relforge.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cross_attention_init"):
+        load_config([], ["method=marker_classifier", "data.dataset=quickstart", "model.cross_attention_init=random"])

@@ -25,7 +25,7 @@ from pydantic import Field
 from relforge.components import (
     Ability, BindsRelationTemplates, ClassifierBatch, Embeds, HasBackbone, HasEncoder, HasParameterGroups,
     LearnsThreshold,
-    ModelOutput, ModelParts, ModelSettings, REModel, ScoredCandidate, Seq2SeqBatch, Seq2SeqOutput,
+    ModelOutput, ModelParts, ModelSettings, REModel, ScoredCandidate, Seq2SeqBatch, Seq2SeqOutput, Seq2SeqSettings,
 )
 from relforge.data.example import Example
 from relforge.decoding.trie import encode_targets
@@ -44,7 +44,7 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
     and targets, the configured loss trains, the configured decoder ranks."""
 
     name = "seq2seq"
-    Settings = ModelSettings
+    Settings = Seq2SeqSettings
     uses = frozenset({"template", "loss", "decoder"})
     needs = frozenset({"template", "loss", "decoder"})
     provides = frozenset({Ability.SEQ2SEQ, Ability.TOKEN_TARGETS, Ability.ENCODER_STATES})
@@ -78,8 +78,10 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
     def load_backbone(cls, settings: ModelSettings, parts: ModelParts):
         from relforge.models.backbone import load_seq2seq
 
-        source = str(parts.from_folder) if parts.from_folder is not None else settings.backbone
-        return load_seq2seq(source, special_tokens=tuple(parts.template.special_tokens))
+        if parts.from_folder is not None:  # trained weights: the cross-attention is what training made it
+            return load_seq2seq(str(parts.from_folder), special_tokens=tuple(parts.template.special_tokens))
+        return load_seq2seq(settings.backbone, special_tokens=tuple(parts.template.special_tokens),
+                            cross_attention_init=getattr(settings, "cross_attention_init", "random"))
 
     @classmethod
     def build(cls, settings: ModelSettings, parts: ModelParts) -> GenerativeREModel:

@@ -38,9 +38,14 @@ def quiet_local_io(warnings: bool = True) -> Iterator[None]:
         log.set_verbosity(verbosity)
 
 
-def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = ()):
+def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = (),
+                 cross_attention_init: str = "random"):
     """Return ``(model, tokenizer)``; ``special_tokens`` are added to the
-    tokenizer and the embeddings resized here, in one place."""
+    tokenizer and the embeddings resized here, in one place.
+    ``cross_attention_init`` (``model.cross_attention_init``) applies to an
+    encoder-only checkpoint warm-started as an encoder-decoder: "random" or
+    "self_attention" (see :func:`init_cross_attention_from_self`); a
+    checkpoint with its own cross-attention refuses "self_attention"."""
     import transformers
 
     if name_or_path == "minilm":
@@ -48,6 +53,7 @@ def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = (
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         model, tokenizer = _warm_start(str(get_model_path()), local=True)
+        warm = True
     else:
         local = Path(name_or_path).exists()
         config = transformers.AutoConfig.from_pretrained(name_or_path, local_files_only=local)
@@ -55,15 +61,47 @@ def load_seq2seq(name_or_path: str = "minilm", special_tokens: Sequence[str] = (
             # an encoder checkpoint (BERT, RoBERTa, ...): warm-started as an
             # encoder-decoder, as the default MiniLM is
             model, tokenizer = _warm_start(name_or_path, local=local)
+            warm = True
         else:
+            warm = False
             tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
             if local:
                 with quiet_local_io():
                     model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=True)
             else:
                 model = transformers.AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+    if cross_attention_init == "self_attention":
+        if not warm:
+            raise ValueError(f"model.cross_attention_init=self_attention: {name_or_path} is a seq2seq checkpoint with "
+                             f"its own pretrained cross-attention; the option is for encoder-only checkpoints "
+                             f"warm-started as encoder-decoders (MiniLM, BERT, RoBERTa): leave it at random")
+        init_cross_attention_from_self(model)
+    elif cross_attention_init != "random":
+        raise ValueError(f"model.cross_attention_init must be random or self_attention, got {cross_attention_init!r}")
     add_special_tokens(model, tokenizer, special_tokens)
     return model, tokenizer
+
+
+def init_cross_attention_from_self(model) -> int:
+    """Copy each decoder layer's pretrained self-attention (queries, keys,
+    values, output projection and its layer norm) into its freshly
+    initialised cross-attention, so the decoder attends to the source by
+    content from the first step instead of uniformly. Returns the number of
+    layers initialised; a decoder without that structure is an error."""
+    layers = getattr(getattr(getattr(model.decoder, "bert", None) or getattr(model.decoder, "roberta", None)
+                             or getattr(model.decoder, "base_model", None), "encoder", None), "layer", None)
+    if not layers:
+        raise ValueError(f"cross_attention_init=self_attention: no decoder layers found in "
+                         f"{type(model.decoder).__name__}")
+    n = 0
+    for layer in layers:
+        cross, own = getattr(layer, "crossattention", None), getattr(layer, "attention", None)
+        if cross is None or own is None:
+            raise ValueError(f"cross_attention_init=self_attention: a {type(layer).__name__} has no "
+                             f"cross-attention and self-attention of the same shape to copy")
+        cross.load_state_dict(own.state_dict())
+        n += 1
+    return n
 
 
 def _is_encoder_only(config) -> bool:
