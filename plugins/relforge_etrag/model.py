@@ -265,6 +265,14 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
                                    load_seq2seq(settings.backbone, special_tokens=specials,
                                                 cross_attention_init=settings.cross_attention_init))
             if settings.lora is not None:
+                if type(backbone).__name__ == "EncoderDecoderModel":
+                    # LoRA freezes the base weights, and the saved adapters restore only themselves: a
+                    # warm-started decoder's cross-attention is new, so it would stay at its random start and
+                    # come back as another random draw when the model is loaded
+                    raise ValueError(f"model.lora: the backbone {settings.backbone!r} is an encoder-only checkpoint "
+                                     f"warm-started as an encoder-decoder, whose new cross-attention LoRA would "
+                                     f"leave untrained and could not restore; use full fine-tuning (model.lora: "
+                                     f"null) or a seq2seq checkpoint (T5, Flan-T5, BART)")
                 backbone = apply_lora(backbone, settings.lora)
         span_encoder = None
         if settings.k > 0:

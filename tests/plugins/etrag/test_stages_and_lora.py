@@ -61,3 +61,21 @@ def test_train_run_end_to_end(tiny_t5_dir, tiny_bert_dir, tmp_path):
     for when in ("before", "after"):
         assert 0.0 <= result[when]["agreement_at_k"] <= 1.0 and result[when]["k"] == 2
         assert 1.0 <= result[when]["effective_rows"] <= result[when]["memory_rows"]
+
+
+def test_lora_refuses_a_warm_started_generator(tiny_bert_dir):
+    """A warm-started encoder-decoder's cross-attention is new: LoRA would keep it at its random start and
+    the saved adapters could not restore it (a loaded model would differ from the trained one)."""
+    from relforge.config import load_config
+    from relforge.data.loading import load_data
+    from relforge.engine.build import build_model
+    from relforge.registry import get_registry
+
+    reg = get_registry()
+    cfg = load_config([], ["method=etrag", "data.dataset=quickstart", "data.dataset.train_size=8",
+                           f"model.backbone={tiny_bert_dir}", f"model.retriever_backbone={tiny_bert_dir}",
+                           "model.lora={r: 4, alpha: 8}"], registry=reg)
+    data = load_data(cfg.run.data, reg)
+    with pytest.raises(ValueError, match="warm-started as an encoder-decoder"):
+        build_model(cfg, labels=data.labels, label_words={lab: data.verbalizer.words[lab] for lab in data.labels},
+                    no_relation=data.no_relation, registry=reg)
