@@ -117,3 +117,14 @@ def test_concurrent_first_starts_on_a_fresh_store_all_record_their_runs(tmp_path
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2", "r3"]
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_more_metrics_than_one_mlflow_batch_holds_are_all_logged(reg, tmp_path, monkeypatch):
+    """MLflow takes at most 1,000 metrics per batch; its client splits larger ones (RelForge does not)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = load_config([], ["method=toy"], registry=reg)
+    with Run(cfg, registry=reg, output_dir=tmp_path / "run") as run:
+        run.log_metrics({f"per_label/l{i}/f1": i / 2500 for i in range(2500)}, step=1)
+    got = MlflowClient(tracking_uri=uri).get_run(run.state["mlflow"]["run_id"]).data.metrics
+    assert len([k for k in got if k.startswith("per_label/")]) == 2500 and got["per_label/l2499/f1"] == 2499 / 2500

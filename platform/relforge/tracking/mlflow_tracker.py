@@ -144,8 +144,7 @@ def on_metrics(run, metrics, step):
 
     now = int(time.time() * 1000)
     ms = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items()]
-    for i in range(0, len(ms), 1000):
-        _client(run).log_batch(run.state[NAME]["run_id"], metrics=ms[i:i + 1000])
+    _client(run).log_batch(run.state[NAME]["run_id"], metrics=ms)  # the client splits it into MLflow's batch limits
 
 
 @hookimpl
