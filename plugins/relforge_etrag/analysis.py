@@ -138,7 +138,9 @@ def prompt_attention(model, examples: Sequence, batch_size: int = 16) -> dict[st
     on_prompts = positions = weight = flatness = 0.0
     try:
         for a in range(0, len(examples), batch_size):
-            feats = model.features(examples[a:a + batch_size], training=True)
+            # scoring features (one per example, its first gold target): training ones would refit the
+            # template and replace the memory with these examples
+            feats = model.features(examples[a:a + batch_size], training=False)
             batch = model.collate(feats)
             dev = next(backbone.parameters()).device
             inputs = model.prompted_inputs(batch.input_ids.to(dev), batch.attention_mask.to(dev), batch.sources,

@@ -329,7 +329,9 @@ def test_prompt_attention_measures_the_decoder_reading_the_prompts(built):
 
     model, data = built
     model.features(data.splits["train"], training=True)
+    memory = list(model.memory_items)
     out = prompt_attention(model, data.splits["test"][:4], batch_size=2)
+    assert model.memory_items == memory  # the analysis leaves the model's memory as it was
     assert 0.0 < out["cross_attention_on_prompts"] < 1.0
     assert 0.0 < out["prompt_share_of_positions"] < 1.0 and 0.0 < out["cross_attention_flatness"] <= 1.0 + 1e-6
     # prompt positions masked out of the encoder input get no cross-attention at all
