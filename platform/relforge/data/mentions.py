@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from relforge.data.errors import DataFormatError
+from relforge.data.readers.jsonl import record_id
 
 #: the keys of a mention record (anything else is an error)
 MENTION_KEYS = {"id", "text", "tokens", "entities", "pairs", "doc_id", "sent_id", "meta"}
@@ -63,11 +64,7 @@ def expand_mentions(rec: dict, path: Path | str, where: str, default_id: str) ->
         raise DataFormatError(path, f"unknown key(s) {extra} in a record with 'entities'; allowed: "
                                     f"{sorted(MENTION_KEYS)} (a record has either 'entities' or 'head' and "
                                     f"'tail')", record=where, field=extra[0])
-    rid = rec.get("id", default_id)
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        raise DataFormatError(path, f"expected a string, got {rid!r}", record=where, field="id")
-    rid = str(rid)
-    where = f"{where} (id {rid!r})" if "id" in rec else where
+    rid, where = record_id(rec, path, where, default_id)
     ents = rec["entities"]
     if not isinstance(ents, list) or len(ents) < 2:
         raise DataFormatError(path, f"expected a list of at least two entity mentions, got {ents!r}",

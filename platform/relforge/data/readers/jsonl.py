@@ -48,6 +48,16 @@ def _int(ent: dict, key: str, path: Path, where: str, role: str) -> int | None:
     return v
 
 
+def record_id(rec: dict, path: Path, where: str, default_id: str) -> tuple[str, str]:
+    """(the record's id, ``where`` naming it when the record gives one); an id
+    that is not a string or an integer is a ``DataFormatError``."""
+    rid = rec.get("id", default_id)
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise DataFormatError(path, f"expected a string, got {rid!r}", record=where, field="id")
+    rid = str(rid)
+    return rid, (f"{where} (id {rid!r})" if "id" in rec else where)
+
+
 def parse_generic(rec: Any, path: Path, where: str, default_id: str, no_relation: str | None,
                   known: set[str] | None) -> Example:
     """One record of the generic JSON-lines format (relforge/data/README.md)
@@ -59,11 +69,7 @@ def parse_generic(rec: Any, path: Path, where: str, default_id: str, no_relation
     if extra:
         raise DataFormatError(path, f"unknown key(s) {extra}; allowed: {sorted(RECORD_KEYS)} (put anything else "
                               f"under 'meta')", record=where, field=extra[0])
-    rid = rec.get("id", default_id)
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        raise DataFormatError(path, f"expected a string, got {rid!r}", record=where, field="id")
-    rid = str(rid)
-    where = f"{where} (id {rid!r})" if "id" in rec else where
+    rid, where = record_id(rec, path, where, default_id)
     text, tokens = rec.get("text"), rec.get("tokens")
     if text is None and tokens is None:
         raise DataFormatError(path, "missing field: give 'text' or 'tokens' (or both)", record=where, field="text")
