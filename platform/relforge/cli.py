@@ -174,11 +174,12 @@ def train(
 
 
 def _model_folder(path: Path) -> Path:
+    from relforge.engine.hub import local_model_folder
     from relforge.engine.models import META_FILE
 
-    for candidate in (path, path / "best"):
-        if (candidate / META_FILE).exists():
-            return candidate
+    folder = local_model_folder(path)
+    if folder is not None:
+        return folder
     _fail(f"{path} is neither a model folder (with {META_FILE}) nor a run folder with best/")
     raise AssertionError
 

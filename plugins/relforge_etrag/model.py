@@ -261,9 +261,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
             base, tokenizer = load_seq2seq(settings.backbone, special_tokens=specials)
             backbone = peft.PeftModel.from_pretrained(base, str(folder / "lora"))
         else:
-            backbone, tokenizer = (load_seq2seq(str(folder), special_tokens=specials) if folder else
-                                   load_seq2seq(settings.backbone, special_tokens=specials,
-                                                cross_attention_init=settings.cross_attention_init))
+            backbone, tokenizer = cls.load_backbone(settings, parts)
             if settings.lora is not None:
                 if type(backbone).__name__ == "EncoderDecoderModel":
                     # LoRA freezes the base weights, and the saved adapters restore only themselves: a

@@ -58,7 +58,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
               rerun: bool = False) -> list[CellResult]:
     from relforge.bench import store
     from relforge.config import validate_config
-    from relforge.engine.pipeline import outcome_metrics, train_run, write_result
+    from relforge.engine.pipeline import train_run, write_result
     from relforge.registry import get_registry
     from relforge.run import Run
 
@@ -110,8 +110,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                 results.append(CellResult(cell, "FAILED", error=msg))
                 continue
             # the names the run logged to MLflow, so suites name metrics one way
-            metrics = outcome_metrics(outcome)
-            write_result(outcome, config_hash=cell.config_hash)
+            metrics = write_result(outcome, config_hash=cell.config_hash)
             if outcome.tracking.get("run_id"):
                 run_ids[cell.cell_id] = outcome.tracking["run_id"]
             results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))

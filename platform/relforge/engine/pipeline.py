@@ -257,15 +257,17 @@ def outcome_metrics(outcome: RunOutcome) -> dict[str, float]:
             **{f"final_dev/{k}": v for k, v in outcome.dev_metrics.items()}, **outcome.logged}
 
 
-def write_result(outcome: RunOutcome, **extra: Any) -> None:
+def write_result(outcome: RunOutcome, **extra: Any) -> dict[str, float]:
     """The run folder's ``result.json``: its final metrics (what a suite
-    reads back, and what a model card shows) and ``extra`` fields."""
+    reads back, and what a model card shows) and ``extra`` fields. Returns
+    the metrics."""
     import json
 
-    if outcome.output_dir is None:
-        return
-    Path(outcome.output_dir, "result.json").write_text(
-        json.dumps({**extra, "metrics": outcome_metrics(outcome), "seconds": outcome.seconds}), encoding="utf-8")
+    metrics = outcome_metrics(outcome)
+    if outcome.output_dir is not None:
+        Path(outcome.output_dir, "result.json").write_text(
+            json.dumps({**extra, "metrics": metrics, "seconds": outcome.seconds}), encoding="utf-8")
+    return metrics
 
 
 def score_selected(best_model, best_dir: Path, data, resolved: ResolvedConfig, select: str, batch_size: int, run,
