@@ -91,3 +91,27 @@ def test_sure_walk_is_pruned_to_branching_nodes_and_their_ancestors():
     assert sure == {trie.root, node([5])}
     internal = {n for n in range(trie.num_nodes) if trie_internal_nodes(trie)[n]}
     assert internal == {trie.root, node([5]), node([5, 6]), node([5, 6, 7]), node([5, 8]), node([9])}
+
+
+def test_scoring_passes_the_cache_under_the_backbones_own_name(seq2seq, recwarn, caplog):
+    """transformers 5.2x renamed ``past_key_values`` to ``cache`` and warns on
+    every call with the old name (it was printed on every decode of every
+    run); scoring uses whichever name the backbone's forward takes."""
+    import inspect
+    import logging
+
+    from relforge.decoding.scoring import cache_argument
+
+    model, tok = seq2seq
+    expected = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    assert cache_argument(model) == expected
+    trie = LabelTrie.from_texts(tok, {r: r for r in RELATIONS})
+    enc = tok(SOURCES[:2], return_tensors="pt", padding=True)
+    once = getattr(logging.Logger, "warning_once", None)  # transformers says it once per process
+    if hasattr(once, "cache_clear"):
+        once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="transformers"):
+        scores = score_trie(model, trie, encode(model, enc.input_ids, enc.attention_mask), enc.attention_mask)
+    assert torch.isfinite(scores.total).all()
+    assert not [w for w in recwarn if "past_key_values" in str(w.message)]
+    assert "past_key_values" not in caplog.text

@@ -36,6 +36,17 @@ import torch
 from relforge.decoding.trie import LabelTrie
 
 
+def cache_argument(model) -> str:
+    """The name under which ``model.forward`` takes (and its output returns)
+    the KV cache: ``cache`` from transformers 5.2x on, ``past_key_values``
+    before (the old name still works there, with a deprecation warning on
+    every call)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's is *args
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 @dataclass
 class TrieScores:
     """Scores of every label (in ``trie.labels`` order) for each example.
@@ -94,6 +105,7 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
     chunk = max(1, max_rows // per_example)
     cum_all = LabelTrie.label_cumsum(label_mask)
     start_tok = decoder_start_id(model)
+    cache_arg = cache_argument(model)
     expand = trie_internal_nodes(trie) if exact else trie_sure_nodes(trie)
     expand = expand.to(device)
     for c0 in range(0, n_ex, chunk):
@@ -105,8 +117,8 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
         while ex.numel():
             out = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[ex]),
                         attention_mask=attention_mask[ex], decoder_input_ids=tokens[:, None],
-                        past_key_values=past, use_cache=True, return_dict=True)
-            past = out.past_key_values
+                        **{cache_arg: past}, use_cache=True, return_dict=True)
+            past = out[cache_arg] if cache_arg in out else None
             logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
             # the (rows, max_degree) block of each row's outgoing edges
             start = arr.indptr[nodes]
