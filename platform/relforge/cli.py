@@ -13,7 +13,9 @@ from rich.table import Table
 
 app = typer.Typer(
     name="relforge",
-    help="RelForge: a plugin-registry research platform for relation extraction.",
+    help="RelForge: a plugin-registry research platform for relation extraction. Anywhere on the command "
+         "line: --quiet (-q) hides progress (RELFORGE_QUIET=1), --debug shows a user error's traceback "
+         "(RELFORGE_DEBUG=1).",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -269,7 +271,8 @@ def evaluate(
     loaded.splits["test"] = examples
     if metric is not None:
         loaded.metric = metric
-    preds, _ = predict_sets(ex.model, examples, ex.resolved, ex.resolved.run.train.eval_batch_size)
+    preds, _ = predict_sets(ex.model, examples, ex.resolved, ex.resolved.run.train.eval_batch_size,
+                            label=f"evaluate {split}")
     try:
         metrics = loaded.evaluate("test", preds)
     except ValueError as exc:
@@ -301,8 +304,7 @@ def predict(
     from relforge.engine.extractor import Extractor
 
     extractor = Extractor.from_pretrained(_model_source(model))
-    report = stream_predictions(extractor, input, output, batch_size=batch_size, on_error=on_error,
-                                progress=err_console)
+    report = stream_predictions(extractor, input, output, batch_size=batch_size, on_error=on_error)
     where = "stdout" if output == "-" else output
     if report.error is not None:
         _fail(f"{report.error}; {report.written} prediction(s) written to {where} before it (--on-error skip "
@@ -521,13 +523,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> None:
     """The console script: typer's app, with every user error as one line
     (``error: ...``) and exit code 2; ``--debug`` (anywhere on the command
-    line) or ``RELFORGE_DEBUG=1`` shows the traceback instead."""
+    line) or ``RELFORGE_DEBUG=1`` shows the traceback instead. ``--quiet``
+    / ``-q`` (anywhere) hides progress (:mod:`relforge.progress`)."""
     import os
+
+    from relforge import progress
 
     global DEBUG
     args = list(sys.argv[1:] if argv is None else argv)
     DEBUG = "--debug" in args or os.environ.get("RELFORGE_DEBUG", "") not in ("", "0")
-    args = [a for a in args if a != "--debug"]
+    if "--quiet" in args or "-q" in args:
+        progress.configure(quiet=True)
+    args = [a for a in args if a not in ("--debug", "--quiet", "-q")]
     try:
         app(args=args, prog_name="relforge")
     except _user_errors() as exc:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from relforge import progress
 from relforge.components import (
     Ability, HasRetriever, ModelParts, RanksEncoded, ReportsDiagnostics, ScoredCandidate, Seq2SeqBatch,
     Seq2SeqOutput, Seq2SeqSettings,
@@ -511,8 +512,8 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         rankings: list[list[ScoredCandidate]] = []
         before, self._quiet_truncation = self.truncated_total, True  # said once below, not per batch
         try:
-            for a in range(0, len(examples), batch_size):
-                feats = self.features(examples[a:a + batch_size], training=False)
+            for part in progress.batches(examples, batch_size):
+                feats = self.features(part, training=False)
                 sources = [f["source"] for f in feats]
                 enc = self.tokenizer(sources, padding=True, truncation=True, max_length=self.max_source_length,
                                      return_tensors="pt")

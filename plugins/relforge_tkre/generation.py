@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
+from relforge import progress
 from relforge.components import PretrainingStage, REModel, Settings, StageContext, StageResult
 from relforge.data.example import Example
 
@@ -103,7 +104,8 @@ class KnowledgeGenerationStage(PretrainingStage):
                     jobs.append(("synthetic", rel, None, demos))
         print(f"tkre.generate: {len(requests)} LLM request(s) ({sum(j[0] == 'explanation' for j in jobs)} "
               f"explanations, {sum(j[0] == 'synthetic' for j in jobs)} synthetic-data prompts), cache {cache_path}")
-        answers = llm.complete_many(requests)
+        with progress.task("tkre.generate: LLM requests", total=len(requests), unit="requests") as shown:
+            answers = llm.complete_many(requests, on_result=lambda i, text: shown.advance(1))
         stats = getattr(llm, "stats", None)
         validator = SyntheticValidator(types, demonstrations=[ex.text for ex in examples])
         explanations, synthetic = [], []

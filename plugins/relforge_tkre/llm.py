@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, SecretStr
 
+from relforge import progress
 from relforge.components import Settings
 from relforge.validation import UserFacingError
 
@@ -343,6 +344,10 @@ class CachedLLM(LLMClient):
         for i, r in enumerate(results):
             if r is not None and on_result is not None:
                 on_result(i, r)
+        shown = progress.current()
+        if shown is not None:  # the stage's progress step: say what the cache answered
+            shown.update(status=f"{len(requests) - len(missing)} from the cache, {len(missing)} to "
+                                f"{'ask ' + self.model_name if self.inner is not None else 'find'}")
         if missing:
             if self.inner is None:
                 raise LLMError(f"{len(missing)} of {len(requests)} request(s) are not in the cache "

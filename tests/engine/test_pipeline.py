@@ -142,6 +142,18 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
                                    "--output", str(tmp_path / "p.jsonl")])
     assert res.exit_code == 0, res.output
     assert "micro_f1" in res.stdout and len(read_jsonl(tmp_path / "p.jsonl")) == 2
+    # issue 21: progress as plain lines when stderr is not a terminal (here: every advance), none with quiet
+    monkeypatch.setenv("RELFORGE_PROGRESS_INTERVAL", "0")
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(gold)])
+    assert res.exit_code == 0 and "progress: evaluate test 2/2 (100%)" in res.output, res.output
+    assert "progress: evaluate test done, 2 examples in" in res.output and "progress:" not in res.stdout
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", str(gold), "--output", "-"])
+    assert res.exit_code == 0 and "progress: predict 2/2 (100%)" in res.output
+    monkeypatch.setenv("RELFORGE_QUIET", "1")
+    res = CliRunner().invoke(app, ["evaluate", str(out.model_dir), "--data", str(gold)])
+    assert res.exit_code == 0 and "micro_f1" in res.stdout and "progress:" not in res.output
+    monkeypatch.delenv("RELFORGE_QUIET")
+    monkeypatch.delenv("RELFORGE_PROGRESS_INTERVAL")
     # issue 19: gold labels the model was not trained on are checked before scoring
     odd = tmp_path / "odd.jsonl"
     odd.write_text("".join(json.dumps({**r, "relations": ["born_in"] if r["id"] == "a" else ["sued_by"]}) + "\n"

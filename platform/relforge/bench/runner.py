@@ -54,8 +54,9 @@ def cell_dir(root: Path, cell: Cell) -> Path:
 
 def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/bench",
               data_dir: str | Path | None = None, extra_overrides: Sequence[str] = (),
-              console: Console | None = None, progress: bool = False, shard: tuple[int, int] = (1, 1),
+              console: Console | None = None, progress: bool = True, shard: tuple[int, int] = (1, 1),
               rerun: bool = False) -> list[CellResult]:
+    from relforge import progress as shown
     from relforge.bench import store
     from relforge.config import validate_config
     from relforge.engine.pipeline import train_run, write_result
@@ -81,39 +82,42 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{spec.name}",
              tags=parent_tags) as parent:
         parent_id = parent.state.get("mlflow", {}).get("run_id")
-        for i, cell in enumerate(cells, 1):
-            console.print(f"[bold]cell {i}/{len(cells)}[/] {cell.cell_id}", highlight=False)
-            if cell.error:
-                console.print(f"[red]invalid configuration:[/] {cell.error}", highlight=False)
-                results.append(CellResult(cell, "FAILED", error=cell.error))
-                continue
-            folder = cell_dir(root, cell)
-            earlier = _earlier_result(done, cell, folder) if not rerun else None
-            if earlier is not None:
-                console.print(f"  finished earlier ({earlier[1]}); skipped", highlight=False)
-                results.append(CellResult(cell, "SKIPPED", earlier[0]))
-                if cell.config_hash in done:
-                    run_ids[cell.cell_id] = done[cell.config_hash].info.run_id
-                continue
-            tags = {"relforge.suite": spec.name, "relforge.role": "cell", "relforge.config_hash": cell.config_hash,
-                    **{f"cell.{k}": str(v) for k, v in cell.coordinates.items()}}
-            if parent_id:
-                tags["parent_run_id"] = parent_id
-            try:
-                outcome = train_run(cell.resolved, registry=registry, data_dir=data_dir, output_dir=folder,
-                                    tags=tags, progress=progress, resume=not rerun)
-            except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the suite goes on
-                msg = f"{type(exc).__name__}: {exc}"
-                console.print(f"[red]cell failed:[/] {msg}", highlight=False)
-                (root / "errors").mkdir(parents=True, exist_ok=True)
-                (root / "errors" / f"{folder.name}.txt").write_text(traceback.format_exc(), encoding="utf-8")
-                results.append(CellResult(cell, "FAILED", error=msg))
-                continue
-            # the names the run logged to MLflow, so suites name metrics one way
-            metrics = write_result(outcome, config_hash=cell.config_hash)
-            if outcome.tracking.get("run_id"):
-                run_ids[cell.cell_id] = outcome.tracking["run_id"]
-            results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))
+        with shown.task(f"suite {spec.name}", total=len(cells), unit="cells") as suite_task:
+            # each cell advances the suite step once it is done, however it ended (progress.batches)
+            for i, (cell,) in enumerate(shown.batches(cells, 1), 1):
+                suite_task.update(status=_cell_counts(results))
+                console.print(f"[bold]cell {i}/{len(cells)}[/] {cell.cell_id}", highlight=False)
+                if cell.error:
+                    console.print(f"[red]invalid configuration:[/] {cell.error}", highlight=False)
+                    results.append(CellResult(cell, "FAILED", error=cell.error))
+                    continue
+                folder = cell_dir(root, cell)
+                earlier = _earlier_result(done, cell, folder) if not rerun else None
+                if earlier is not None:
+                    console.print(f"  finished earlier ({earlier[1]}); skipped", highlight=False)
+                    results.append(CellResult(cell, "SKIPPED", earlier[0]))
+                    if cell.config_hash in done:
+                        run_ids[cell.cell_id] = done[cell.config_hash].info.run_id
+                    continue
+                tags = {"relforge.suite": spec.name, "relforge.role": "cell", "relforge.config_hash": cell.config_hash,
+                        **{f"cell.{k}": str(v) for k, v in cell.coordinates.items()}}
+                if parent_id:
+                    tags["parent_run_id"] = parent_id
+                try:
+                    outcome = train_run(cell.resolved, registry=registry, data_dir=data_dir, output_dir=folder,
+                                        tags=tags, progress=progress, resume=not rerun)
+                except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the suite goes on
+                    msg = f"{type(exc).__name__}: {exc}"
+                    console.print(f"[red]cell failed:[/] {msg}", highlight=False)
+                    (root / "errors").mkdir(parents=True, exist_ok=True)
+                    (root / "errors" / f"{folder.name}.txt").write_text(traceback.format_exc(), encoding="utf-8")
+                    results.append(CellResult(cell, "FAILED", error=msg))
+                    continue
+                # the names the run logged to MLflow, so suites name metrics one way
+                metrics = write_result(outcome, config_hash=cell.config_hash)
+                if outcome.tracking.get("run_id"):
+                    run_ids[cell.cell_id] = outcome.tracking["run_id"]
+                results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))
         console.print(comparison_table(spec, results))
         summary = root / f"summary-shard{shard[0]}of{shard[1]}.json"
         summary.write_text(json.dumps([{"cell": r.cell.cell_id, "coordinates": r.cell.coordinates,
@@ -176,6 +180,11 @@ def register_best(spec: SuiteFile, results: Sequence[CellResult], run_ids: Mappi
     console.print(f"registered {label}: cell {cell_id} ({reg.metric} = {value:.4f}, best of {len(with_model)})",
                   highlight=False)
     return label
+
+
+def _cell_counts(results: Sequence[CellResult]) -> str:
+    counts = {s: sum(r.status == s for r in results) for s in ("FINISHED", "SKIPPED", "FAILED")}
+    return ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
 
 
 def _earlier_result(done: dict[str, Any], cell: Cell, folder: Path) -> tuple[dict[str, float], str] | None:

@@ -113,7 +113,17 @@ def load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | 
 
     ``data_config``: a :class:`relforge.config.DataConfig` (or a dict of
     one); ``data_dir`` overrides ``data_config.data_dir`` (a CLI option).
+    Shown as a step of the progress display (:mod:`relforge.progress`).
     """
+    from relforge import progress
+
+    ref = data_config.get("dataset") if isinstance(data_config, dict) else data_config.dataset
+    name = ref if isinstance(ref, str) else ref.get("name", "") if isinstance(ref, dict) else getattr(ref, "name", "")
+    with progress.task(f"loading data {name}".strip(), unit="splits"):
+        return _load_data(data_config, registry, data_dir=data_dir)
+
+
+def _load_data(data_config: Any, registry: Any = None, *, data_dir: str | Path | None = None) -> LoadedData:
     from relforge.config import DataConfig
     from relforge.registry import get_registry
 

@@ -124,6 +124,13 @@ def load_saved(folder: str | Path, *, registry=None, inference: bool = True) -> 
     """(model, resolved config, meta) of a folder written by ``model.save``.
     With ``inference`` (the default) the training-only parts (loss,
     pretraining stages) are neither needed nor built."""
+    from relforge import progress
+
+    with progress.task(f"loading model {folder}", unit="files"):
+        return _load_saved(folder, registry=registry, inference=inference)
+
+
+def _load_saved(folder: str | Path, *, registry=None, inference: bool = True) -> tuple[Any, ResolvedConfig, dict]:
     from relforge.config import migrate_legacy_config
     from relforge.registry import get_registry
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from relforge import progress
 from relforge.components import Embeds
 from relforge.data.splits import Episode
 
@@ -27,26 +28,30 @@ def episode_mode(model) -> str:
     return "prototypes" if isinstance(model, Embeds) else "restricted_ranking"
 
 
-def predict_episodes(model, episodes: Sequence[Episode], batch_size: int = 32) -> list[list[str]]:
-    """One predicted label per query example of every episode, in order."""
+def predict_episodes(model, episodes: Sequence[Episode], batch_size: int = 32,
+                     label: str = "episodes") -> list[list[str]]:
+    """One predicted label per query example of every episode, in order
+    (``label`` names the step in the progress display)."""
     mode = episode_mode(model)
     if mode == "prototypes":
-        return _prototype_predictions(model, episodes, batch_size)
+        return _prototype_predictions(model, episodes, batch_size, label)
     out = []
-    for ep in episodes:
-        rankings = model.rank(ep.query, batch_size=batch_size, labels=ep.labels)
-        out.append([r[0].label if r else ep.labels[0] for r in rankings])
+    with progress.task(f"{label} ({len(episodes)})", total=sum(len(ep.query) for ep in episodes), unit="queries"):
+        for ep in episodes:
+            rankings = model.rank(ep.query, batch_size=batch_size, labels=ep.labels)
+            out.append([r[0].label if r else ep.labels[0] for r in rankings])
     return out
 
 
 @torch.no_grad()
-def _prototype_predictions(model, episodes: Sequence[Episode], batch_size: int) -> list[list[str]]:
+def _prototype_predictions(model, episodes: Sequence[Episode], batch_size: int, label: str) -> list[list[str]]:
     unique: dict[str, object] = {}
     for ep in episodes:
         for ex in (*ep.support, *ep.query):
             unique.setdefault(_key(ex), ex)
     keys = list(unique)
-    vectors = model.embed([unique[k] for k in keys], batch_size=batch_size).float().cpu()
+    with progress.task(f"{label} ({len(episodes)}): embedding", total=len(keys)):
+        vectors = model.embed([unique[k] for k in keys], batch_size=batch_size).float().cpu()
     row = {k: i for i, k in enumerate(keys)}
     out = []
     for ep in episodes:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from relforge import progress
 from relforge.components import (
     Ability, BindsRelationTemplates, ClassifierBatch, Embeds, HasBackbone, HasEncoder, HasParameterGroups,
     LearnsThreshold,
@@ -194,8 +195,8 @@ class GenerativeREModel(torch.nn.Module, REModel, HasParameterGroups, HasBackbon
         rankings: list[list[ScoredCandidate]] = []
         cut = 0
         try:
-            for i in range(0, len(examples), batch_size):
-                chunk = [self.template.render(ex, self.label_words) for ex in examples[i:i + batch_size]]
+            for part in progress.batches(examples, batch_size):
+                chunk = [self.template.render(ex, self.label_words) for ex in part]
                 cut += self.count_truncated([r.source for r in chunk])
                 candidates = [self.restrict(r.candidates, labels) for r in chunk]
                 rankings += self.decoder.rank(self.backbone, self.tokenizer, [r.source for r in chunk], candidates)
@@ -419,8 +420,8 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
         self.eval()
         out = []
         try:
-            for i in range(0, len(examples), batch_size):
-                batch = self.collate(self._render_features(examples[i:i + batch_size])).to(model_device(self))
+            for part in progress.batches(examples, batch_size):
+                batch = self.collate(self._render_features(part)).to(model_device(self))
                 out.append(self.pair_vectors(batch).float().cpu())
         finally:
             self.train(was_training)
@@ -449,8 +450,8 @@ class MarkerClassifierModel(torch.nn.Module, REModel, Embeds, HasParameterGroups
         self.eval()
         out: list[list[ScoredCandidate]] = []
         try:
-            for i in range(0, len(examples), batch_size):
-                batch = self.collate(self._render_features(examples[i:i + batch_size])).to(model_device(self))
+            for part in progress.batches(examples, batch_size):
+                batch = self.collate(self._render_features(part)).to(model_device(self))
                 logits = self.logits(batch).float()
                 scores = F.logsigmoid(logits) if self.multi_label else logits.log_softmax(-1)
                 for row in scores.tolist():

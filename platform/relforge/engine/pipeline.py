@@ -38,9 +38,14 @@ def headline_metric(metric: str) -> str:
     return {"semeval": "official_macro_f1", "episode_accuracy": "accuracy"}.get(metric, "micro_f1")
 
 
-def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int, decision=None):
-    """(predicted sets, rankings); ``decision`` replaces the run's decision settings."""
-    rankings = model.rank(examples, batch_size=batch_size)
+def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int, decision=None,
+                 label: str = "predict"):
+    """(predicted sets, rankings); ``decision`` replaces the run's decision
+    settings; ``label`` names the step in the progress display."""
+    from relforge import progress
+
+    with progress.task(label, total=len(examples)):
+        rankings = model.rank(examples, batch_size=batch_size)
     no_rel = model.no_relation
     return [decide(r, no_rel, decision or resolved.run.decision) for r in rankings], rankings
 
@@ -216,9 +221,10 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
 
         def evaluate_dev(m) -> dict[str, float]:
             if "dev" in data.episodes:
-                metrics = data.evaluate_episodes("dev", predict_episodes(m, data.episodes["dev"], batch_size))
+                metrics = data.evaluate_episodes("dev", predict_episodes(m, data.episodes["dev"], batch_size,
+                                                                         label="dev episodes"))
             else:
-                preds, _ = predict_sets(m, dev, resolved, batch_size)
+                preds, _ = predict_sets(m, dev, resolved, batch_size, label="dev")
                 metrics = data.evaluate("dev", preds)
             if isinstance(m, ReportsDiagnostics):  # what the model saw while ranking dev
                 metrics.update({k: v for k, v in m.eval_diagnostics().items() if k not in metrics})
@@ -285,13 +291,13 @@ def score_selected(best_model, best_dir: Path, data, resolved: ResolvedConfig, s
     test_metrics: dict[str, float] = {}
     if "test" in data.episodes:
         print(f"scoring {len(data.episodes['test'])} test episodes ({episode_mode(best_model)})")
-        answers = predict_episodes(best_model, data.episodes["test"], batch_size)
+        answers = predict_episodes(best_model, data.episodes["test"], batch_size, label="test episodes")
         test_metrics = data.evaluate_episodes("test", answers)
         run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step)
         run.log_artifact(write_episode_predictions(run.output_dir / "predictions-test-episodes.jsonl",
                                                    data.episodes["test"], answers), "predictions")
     elif "test" in data.splits:
-        preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size, decision)
+        preds, rankings = predict_sets(best_model, data.splits["test"], resolved, batch_size, decision, label="test")
         test_metrics = data.evaluate("test", preds)
         run.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step)
         pred_path = write_predictions_jsonl(
@@ -314,7 +320,10 @@ def tune_on_dev(model, best_dir: Path, data, resolved: ResolvedConfig, metric: s
     from relforge.engine.models import read_meta, write_meta
 
     cfg = resolved.run.decision
-    rankings = model.rank(data.splits["dev"], batch_size=batch_size)  # train_run checked there is a dev split
+    from relforge import progress
+
+    with progress.task("dev (threshold)", total=len(data.splits["dev"])):  # train_run checked there is a dev split
+        rankings = model.rank(data.splits["dev"], batch_size=batch_size)
     threshold, value, tried = tune_threshold(rankings, lambda preds: data.evaluate("dev", preds), metric,
                                              data.no_relation, cfg)
     untuned = tried[float(cfg.threshold)]

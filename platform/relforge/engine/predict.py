@@ -43,33 +43,33 @@ def _lines(source: str) -> tuple[Iterator[tuple[int, bytes]], IO[bytes] | None, 
     return ((n, line) for n, line in enumerate(handle, 1)), handle, total
 
 
-def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: int = 32, on_error: str = "stop",
-                       progress: Any = None) -> PredictReport:
+def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: int = 32,
+                       on_error: str = "stop") -> PredictReport:
     """Predict ``source`` (a JSON-lines path or ``-``) into ``target`` (a
-    path or ``-``), ``batch_size`` records at a time."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    path or ``-``), ``batch_size`` records at a time, with progress in input
+    lines (:mod:`relforge.progress`)."""
+    from relforge import progress as shown
 
     report = PredictReport()
     name = "<stdin>" if source == "-" else source
     lines, handle, total = _lines(source)
     out = sys.stdout if target == "-" else Path(target).open("w", encoding="utf-8")
-    bar = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=progress, disable=progress is None, transient=True)
     batch: list[Any] = []
 
     def flush() -> None:
         if batch:
-            for row in extractor.predict(batch, batch_size=batch_size):
+            with shown.hold():
+                rows = extractor.predict(batch, batch_size=batch_size)
+            for row in rows:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             report.written += len(batch)
             out.flush()
             batch.clear()
 
     try:
-        with bar:
-            task = bar.add_task("predict", total=total)
+        with shown.task("predict", total=total, unit="lines") as task:
             for n, raw in lines:
-                bar.advance(task)
+                task.advance(1)
                 try:
                     line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
                 except UnicodeDecodeError as exc:

@@ -242,58 +242,60 @@ class Trainer:
         running: list[float] = []
         t0, step0 = time.perf_counter(), self.state.global_step
         bar = _Progress(self.total_steps, enabled=self.progress and acc.is_local_main_process)
-        bar.advance(self.state.global_step)
-        while self.state.epoch < num_epochs and not self._done():
-            loader = self.loader
-            if self.state.batches_in_epoch:
-                loader = acc.skip_first_batches(self.loader, self.state.batches_in_epoch)
-            # Accelerate's loaders re-set the sampler's epoch from their own
-            # iteration counter when iterated; give them the real epoch
-            for dl in (self.loader, loader):
-                if hasattr(dl, "set_epoch"):
-                    dl.set_epoch(self.state.epoch)
-            self.sampler.set_epoch(self.state.epoch)
-            self.model.train()
-            for batch in loader:
-                loss = self._step(batch)
-                self.state.batches_in_epoch += 1
-                running.append(loss)
-                if not acc.sync_gradients:
-                    continue
-                self.state.global_step += 1
-                speed = (self.state.global_step - step0) / max(time.perf_counter() - t0, 1e-9)
-                bar.advance(1, loss=sum(running[-20:]) / len(running[-20:]), speed=speed)
-                if self.state.global_step % s.log_every == 0:
-                    self._log({"train/loss": sum(running[-s.log_every * s.gradient_accumulation_steps:])
-                               / len(running[-s.log_every * s.gradient_accumulation_steps:]),
-                               "train/lr": self.scheduler.get_last_lr()[0], **self._take_diagnostics()})
-                if self.step_callback is not None:
-                    self.step_callback(self.state)
-                if isinstance(s.eval_every, int) and self.state.global_step % s.eval_every == 0:
-                    self._evaluate()
-                    stop = self._should_stop()
-                if isinstance(s.save_every, int) and self.state.global_step % s.save_every == 0:
-                    self.save_checkpoint()
-                if stop or self._done():
+        try:
+            bar.advance(self.state.global_step)
+            while self.state.epoch < num_epochs and not self._done():
+                loader = self.loader
+                if self.state.batches_in_epoch:
+                    loader = acc.skip_first_batches(self.loader, self.state.batches_in_epoch)
+                # Accelerate's loaders re-set the sampler's epoch from their own
+                # iteration counter when iterated; give them the real epoch
+                for dl in (self.loader, loader):
+                    if hasattr(dl, "set_epoch"):
+                        dl.set_epoch(self.state.epoch)
+                self.sampler.set_epoch(self.state.epoch)
+                self.model.train()
+                for batch in loader:
+                    loss = self._step(batch)
+                    self.state.batches_in_epoch += 1
+                    running.append(loss)
+                    if not acc.sync_gradients:
+                        continue
+                    self.state.global_step += 1
+                    speed = (self.state.global_step - step0) / max(time.perf_counter() - t0, 1e-9)
+                    bar.advance(1, loss=sum(running[-20:]) / len(running[-20:]), speed=speed)
+                    if self.state.global_step % s.log_every == 0:
+                        self._log({"train/loss": sum(running[-s.log_every * s.gradient_accumulation_steps:])
+                                   / len(running[-s.log_every * s.gradient_accumulation_steps:]),
+                                   "train/lr": self.scheduler.get_last_lr()[0], **self._take_diagnostics()})
+                    if self.step_callback is not None:
+                        self.step_callback(self.state)
+                    if isinstance(s.eval_every, int) and self.state.global_step % s.eval_every == 0:
+                        self._evaluate()
+                        stop = self._should_stop()
+                    if isinstance(s.save_every, int) and self.state.global_step % s.save_every == 0:
+                        self.save_checkpoint()
+                    if stop or self._done():
+                        break
+                if self.state.batches_in_epoch >= len(self.loader):
+                    self.state.epoch += 1
+                    self.state.batches_in_epoch = 0
+                    acc.print(f"epoch {self.state.epoch}/{num_epochs}: step {self.state.global_step}/"
+                              f"{self.total_steps}, loss {sum(running[-50:]) / max(len(running[-50:]), 1):.4f}, "
+                              f"{(self.state.global_step - step0) / max(time.perf_counter() - t0, 1e-9):.2f} steps/s")
+                    if s.eval_every == "epoch":
+                        self._evaluate()
+                        stop = self._should_stop()
+                    if s.save_every == "epoch":
+                        self.save_checkpoint()
+                if stop:
                     break
-            if self.state.batches_in_epoch >= len(self.loader):
-                self.state.epoch += 1
-                self.state.batches_in_epoch = 0
-                acc.print(f"epoch {self.state.epoch}/{num_epochs}: step {self.state.global_step}/"
-                          f"{self.total_steps}, loss {sum(running[-50:]) / max(len(running[-50:]), 1):.4f}, "
-                          f"{(self.state.global_step - step0) / max(time.perf_counter() - t0, 1e-9):.2f} steps/s")
-                if s.eval_every == "epoch":
-                    self._evaluate()
-                    stop = self._should_stop()
-                if s.save_every == "epoch":
-                    self.save_checkpoint()
-            if stop:
-                break
-        if self.evaluate_fn is not None and self._last_eval_step != self.state.global_step:
-            self._evaluate()
-        self.state.finished = True
-        self.save_checkpoint()
-        bar.close()
+            if self.evaluate_fn is not None and self._last_eval_step != self.state.global_step:
+                self._evaluate()
+            self.state.finished = True
+            self.save_checkpoint()
+        finally:
+            bar.close()
         best = self.best_dir if self.best_dir.exists() else None
         if best is None and self.save_best_fn is not None:
             if acc.is_main_process:  # no dev evaluation: keep the final model
@@ -383,28 +385,26 @@ class Trainer:
 
 
 class _Progress:
-    """A rich progress bar with the running loss and speed, on the main process."""
+    """The training step of the progress display (:mod:`relforge.progress`),
+    with the running loss and speed, on the main process only; no loss is
+    shown before the first optimizer step has one."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.enabled = enabled
-        if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+        from relforge import progress
 
-            self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[status]}"),
-                              TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
-            # no loss is shown before the first optimizer step has one
-            self.task = self.p.add_task("train", total=total, status="first step ...")
-            self.p.start()
+        self._cm = progress.task("train", total=total, unit="steps") if enabled else None
+        self.task = self._cm.__enter__() if self._cm is not None else None
+        if self.task is not None:
+            self.task.update(status="first step ...")
 
     def advance(self, n: int, **fields: float) -> None:
-        if self.enabled:
-            status = {}
+        if self.task is not None:
+            status = None
             if "loss" in fields:
-                status["status"] = f"loss {fields['loss']:.4f}, {fields.get('speed', 0.0):.2f} steps/s"
-            self.p.update(self.task, advance=n, **status)
+                status = f"loss {fields['loss']:.4f}, {fields.get('speed', 0.0):.2f} steps/s"
+            self.task.advance(n, status=status)
 
     def close(self) -> None:
-        if self.enabled:
-            self.p.stop()
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            cm.__exit__(None, None, None)
