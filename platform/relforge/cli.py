@@ -231,13 +231,21 @@ def evaluate(
                     "generic format (default: the run's own dataset).")] = None,
     split: Annotated[str, typer.Option("--split", help="The split to evaluate.")] = "test",
     data_dir: DataDirOption = None,
+    setting: Annotated[Optional[list[str]], typer.Option("--set", help="A dataset setting, key.path=value "
+                       "(repeatable), e.g. --set files.ood=/data/val_pubmed.json --split ood.")] = None,
+    episodes: Annotated[Optional[bool], typer.Option("--episodes/--no-episodes", help="Score N-way K-shot "
+                        "episodes of the split (default: when the run was trained with episode sampling).")] = None,
+    sampling: Annotated[Optional[list[str]], typer.Option("--sampling", help="An episode setting, key=value "
+                        "(repeatable): n, k, q, num_episodes, seed (default: the run's, else 5-way 1-shot, 1 query, "
+                        "1000 episodes, seed 42).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="Write predictions (JSON lines).")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="micro_f1, multilabel or semeval (default: the "
                       "data set's, multilabel where pairs hold several relations).")] = None,
     unknown_labels: Annotated[str, typer.Option("--unknown-labels", help="Gold labels the model was not trained "
                               "on: error (default), as-no-relation, or ignore (leave those examples out).")] = "error",
 ) -> None:
-    """Evaluate a trained run or model on a data split."""
+    """Evaluate a trained run or model on a data split, or on N-way K-shot episodes of it."""
+    from relforge.config import ConfigError, settings_from_pairs
     from relforge.data.errors import DataError
     from relforge.data.export import write_predictions_jsonl
     from relforge.data.loading import load_data
@@ -247,6 +255,11 @@ def evaluate(
     folder = _model_folder(model)
     ex = Extractor.from_pretrained(folder)
     data_cfg = ex.resolved.run.data.model_dump()
+    try:
+        extra = settings_from_pairs(setting or [])
+        episode_settings = settings_from_pairs(sampling or [], option="--sampling")
+    except ConfigError as exc:
+        _fail(str(exc))
     if data is not None:
         if data.endswith((".jsonl", ".json")) or Path(data).is_file():
             f = Path(data).resolve()
@@ -254,25 +267,53 @@ def evaluate(
                                    "no_relation": ex.model.no_relation}
         else:
             data_cfg["dataset"] = {"name": data}
-    data_cfg.update({"train_split": None, "dev_split": None, "test_split": split, "sampling": {}})
+    if extra:
+        ref = data_cfg["dataset"]
+        ref = {"name": ref} if isinstance(ref, str) else dict(ref)
+        data_cfg["dataset"] = _merged(ref, extra)
+    own = dict(data_cfg.get("sampling") or {})
+    if episodes is None:
+        episodes = own.get("kind") == "episodes" or bool(episode_settings)
+    if episode_settings and not episodes:
+        _fail("--sampling sets episodes; drop --no-episodes")
+    if episodes:
+        base = {k: v for k, v in own.items() if k != "kind"} if own.get("kind") == "episodes" else {}
+        episode_settings.pop("kind", None)
+        data_cfg["sampling"] = {"kind": "episodes", **base, **episode_settings}
+        from relforge.sampling import parse_sampling
+
+        try:
+            parse_sampling(data_cfg["sampling"])
+        except ValueError as exc:  # one line per problem, named as the option that set it
+            problems = [ln.strip().replace("data.sampling.", "--sampling ") for ln in str(exc).splitlines()[1:]]
+            _fail("; ".join(problems) or str(exc))
+    else:
+        data_cfg["sampling"] = {}
+    data_cfg.update({"train_split": None, "dev_split": None, "test_split": split})
     from relforge.data.metrics import METRICS
     from relforge.engine.labels import apply_label_policy
 
     if metric is not None and metric not in METRICS:
         _fail(f"--metric {metric!r}: use one of {', '.join(m for m in METRICS if m != 'episode_accuracy')}")
+    where = f"{data or 'the run data set'} ({split})"
     try:
         loaded = load_data(data_cfg, data_dir=data_dir)
-        examples, note = apply_label_policy(loaded.splits["test"], ex.model.labels, unknown_labels,
-                                            where=f"{data or 'the run data set'} ({split})")
+        if episodes:
+            note = None
+        else:
+            examples, note = apply_label_policy(loaded.splits["test"], ex.model.labels, unknown_labels, where=where)
     except (DataError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     for line in [*loaded.notes, *([note] if note else [])]:
         err_console.print(f"data: {line}", highlight=False, soft_wrap=True)
+    batch_size = ex.resolved.run.train.eval_batch_size
+    if episodes:
+        _evaluate_episodes(ex, loaded, split, batch_size, output)
+        return
     loaded.splits["test"] = examples
     if metric is not None:
         loaded.metric = metric
-    preds, _ = predict_sets(ex.model, examples, ex.resolved, ex.resolved.run.train.eval_batch_size,
-                            label=f"evaluate {split}")
+    preds, _ = predict_sets(ex.model, examples, ex.resolved, batch_size, label=f"evaluate {split}")
     try:
         metrics = loaded.evaluate("test", preds)
     except ValueError as exc:
@@ -280,6 +321,37 @@ def evaluate(
     _print_metrics(f"{split} ({len(examples)} examples)", metrics)
     if output is not None:
         write_predictions_jsonl(output, examples, preds, no_relation=loaded.no_relation)
+        console.print(f"predictions: {output}", highlight=False)
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _evaluate_episodes(ex, loaded, split: str, batch_size: int, output: Optional[Path]) -> None:
+    """``relforge evaluate --episodes``: the model's answers to the split's
+    episodes (prototypes or restricted ranking, relforge.engine.episodes)."""
+    from relforge.engine.episodes import episode_mode, predict_episodes
+    from relforge.engine.pipeline import write_episode_predictions
+
+    eps = loaded.episodes.get("test") or []
+    if not eps:
+        _fail(f"no episodes could be drawn from {split!r}")
+    s = loaded.sampling
+    console.print(f"{len(eps)} episodes, {s.n}-way {s.k}-shot, {s.q} quer{'y' if s.q == 1 else 'ies'} per relation, "
+                  f"seed {s.seed} ({episode_mode(ex.model)})", highlight=False)
+    try:
+        answers = predict_episodes(ex.model, eps, batch_size, label=f"evaluate {split} episodes")
+    except KeyError as exc:  # a generative model without words for an episode's relation
+        _fail(f"{exc.args[0] if exc.args else exc}: give the data set's verbalizer words for those relations "
+              f"(a model folder's label_words) or use a model that embeds pairs (prototypes)")
+    metrics = loaded.evaluate_episodes("test", answers)
+    _print_metrics(f"{split} ({len(eps)} episodes)", metrics)
+    if output is not None:
+        write_episode_predictions(output, eps, answers)
         console.print(f"predictions: {output}", highlight=False)
 
 

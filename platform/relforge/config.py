@@ -276,23 +276,45 @@ def _load_yaml(path: Path) -> DictConfig:
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
-    """``key.path=value`` -> ``(key.path, value)`` with the value read as YAML
-    (so ``3`` is an int, ``[1,2]`` a list) except ``${...}`` interpolations."""
+    """``key.path=value`` -> ``(key.path, value)``, the value read by
+    ``OmegaConf.from_dotlist`` (YAML: ``3`` is an int, ``1e-3`` a float,
+    ``[1,2]`` a list, ``{a: 1}`` a mapping; ``${...}`` interpolations are kept
+    as written)."""
     parsed = []
     for o in overrides:
         key, sep, raw = o.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"overrides must look like key.path=value; got {o!r}")
-        if "${" in raw:
-            value: Any = raw
-        else:
-            try:
-                value = yaml.safe_load(raw) if raw.strip() else None
-            except yaml.YAMLError:
-                value = raw
-        parsed.append((key, value))
+        parsed.append((key, _dotlist_value(raw)))
     return parsed
+
+
+def _dotlist_value(raw: str) -> Any:
+    if "${" in raw:
+        return raw
+    try:  # one fixed key: the key path's own syntax (list indices, odd names) is checked above, not here
+        return OmegaConf.to_container(OmegaConf.from_dotlist([f"value={raw}"]), resolve=False)["value"]
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError):
+        return raw
+
+
+def settings_from_pairs(pairs: Sequence[str], *, option: str = "--set") -> dict[str, Any]:
+    """``["files.ood=ood.jsonl", "na_pairs=true"]`` -> a nested mapping
+    (``{"files": {"ood": "ood.jsonl"}, "na_pairs": True}``), values read as
+    :func:`parse_overrides` reads them; a malformed pair is a
+    :class:`ConfigError` naming ``option``."""
+    out = OmegaConf.create({})
+    for key, value in parse_overrides_for(pairs, option):
+        OmegaConf.update(out, key, value, merge=True, force_add=True)
+    return OmegaConf.to_container(out, resolve=False)  # type: ignore[return-value]
+
+
+def parse_overrides_for(pairs: Sequence[str], option: str) -> list[tuple[str, Any]]:
+    try:
+        return parse_overrides(pairs)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}".replace("overrides must", "each value must")) from None
 
 
 def load_config(files: Iterable[str | Path] = (), overrides: Sequence[str] = (), *,

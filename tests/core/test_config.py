@@ -173,3 +173,20 @@ def test_configurations_from_before_registered_models_migrate_or_are_refused_wit
     # typed by hand today, the old keys are refused with the way to write them now
     with pytest.raises(ConfigError, match=r"model.options is gone.*model.k=5"):
         load_config([], ["method=etrag", "model.options.k=3"])
+
+
+def test_override_values_are_read_by_omegaconf_and_set_options_nest():
+    """issue 21: overrides through OmegaConf.from_dotlist (``1e-3`` is a float, as in a YAML file read by
+    OmegaConf), interpolations kept as written; ``--set`` pairs become nested settings."""
+    from relforge.config import parse_overrides, settings_from_pairs
+
+    assert parse_overrides(["train.learning_rate=1e-3", "a.b=[1, x]", "c={k: 2}", "d=", "e=${oc.env:HOME}",
+                            "tracking.uri=sqlite:///x.db"]) == [
+        ("train.learning_rate", 0.001), ("a.b", [1, "x"]), ("c", {"k": 2}), ("d", None), ("e", "${oc.env:HOME}"),
+        ("tracking.uri", "sqlite:///x.db")]
+    assert settings_from_pairs(["files.ood=/d/ood.json", "files.dev=dev.json", "na_pairs=true"]) == {
+        "files": {"ood": "/d/ood.json", "dev": "dev.json"}, "na_pairs": True}
+    with pytest.raises(ConfigError, match="--sampling: each value must look like key.path=value; got 'n'"):
+        settings_from_pairs(["n"], option="--sampling")
+    cfg = load_config([], ["method=generative_ce", "train.learning_rate=5e-4"])
+    assert cfg.run.train.learning_rate == pytest.approx(5e-4)

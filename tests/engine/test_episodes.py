@@ -119,3 +119,44 @@ def test_pipeline_scores_test_episodes_with_a_classifier(tiny_bert_dir, tmp_path
     # the score is what the written answers give
     acc = sum(r["prediction"] == r["gold"][0] for r in lines) / len(lines)
     assert out.test_metrics["accuracy"] == pytest.approx(acc)
+    # issue 21: `relforge evaluate` scores episodes of another file (an out-of-domain set, as FewRel 2.0's),
+    # added as a split with --set; the run's episode settings are kept unless --sampling changes them
+    from typer.testing import CliRunner
+
+    from relforge.cli import app
+    from relforge.data.loading import load_data
+    from relforge.engine.extractor import Extractor
+
+    ood = [r for r in rows if r["relation"] in ("likes", "hates", "meets", "owns")]
+    ood = [{**r, "text": r["text"].replace("Ann", "Cy"), "head": {"start": 0, "end": r["head"]["end"] - 1},
+            "tail": {"start": r["tail"]["start"] - 1, "end": r["tail"]["end"] - 1}} for r in ood]
+    write_jsonl(tmp_path / "elsewhere" / "ood.jsonl", ood)
+    target = tmp_path / "ood-episodes.jsonl"
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--set",
+                                   f"files.ood={tmp_path / 'elsewhere' / 'ood.jsonl'}", "--split", "ood",
+                                   "--sampling", "n=2", "--sampling", "num_episodes=4", "--output", str(target)])
+    assert res.exit_code == 0, res.output
+    assert "4 episodes, 2-way 2-shot, 2 queries per relation, seed 1 (prototypes)" in res.output
+    answers = [json.loads(x) for x in target.read_text().splitlines()]
+    assert len(answers) == 4 * 2 * 2 and {lab for r in answers for lab in r["labels"]} <= {
+        "likes", "hates", "meets", "owns"}
+    # the same episodes and answers as the Python API gives
+    extractor = Extractor.from_pretrained(tmp_path / "run")
+    data = load_data({**extractor.resolved.run.data.model_dump(), "train_split": None, "dev_split": None,
+                      "test_split": "ood", "sampling": {"kind": "episodes", "n": 2, "k": 2, "q": 2,
+                                                        "num_episodes": 4, "seed": 1},
+                      "dataset": {"name": "relforge.jsonl", "path": str(tmp_path / "d"),
+                                  "files": {"ood": str(tmp_path / "elsewhere" / "ood.jsonl")}}})
+    direct = predict_episodes(extractor.model, data.episodes["test"])
+    assert [r["prediction"] for r in answers] == [p for ep in direct for p in ep]
+    accuracy = sum(r["prediction"] == r["gold"][0] for r in answers) / len(answers)
+    assert f"{accuracy:.4f}" in res.stdout
+    # the run's own settings without --sampling; bad settings are one line each
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--split", "test"])
+    assert res.exit_code == 0 and "6 episodes, 3-way 2-shot" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--sampling", "n=9"])
+    assert res.exit_code == 2 and "9-way 2-shot episodes" in res.output and "only 3 have" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--sampling", "way=3"])
+    assert res.exit_code == 2 and res.output.strip() == "error: --sampling way: unknown key", res.output
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--set", "oops"])
+    assert res.exit_code == 2 and "--set" in res.output

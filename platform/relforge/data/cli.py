@@ -21,15 +21,14 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _settings(pairs: list[str]) -> dict:
-    import yaml
+    """``--set key.path=value`` options as nested dataset settings."""
+    from relforge.config import ConfigError, settings_from_pairs
 
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            _fail(f"--set expects key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+    try:
+        return settings_from_pairs(pairs)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise AssertionError from None
 
 
 @data_app.command("stats")
