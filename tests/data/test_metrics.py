@@ -157,3 +157,51 @@ def test_multilabel_adds_scores_on_pairs_with_two_or_more_relations():
     assert out["multi_pairs"] == 2.0
     assert out["multi_precision"] == 1.0 and out["multi_recall"] == pytest.approx(0.75)
     assert out["multi_exact_match"] == 0.5
+
+
+def test_data_export_writes_the_official_answer_formats_from_a_prediction_file(tmp_path):
+    """issue 21: `relforge data export` turns a split's prediction file into the scorers' inputs."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from relforge.cli import app
+
+    examples = [_ex(i, GOLD[i]) for i in sorted(GOLD)]
+    preds = [PRED[i] for i in sorted(GOLD)]
+    rows = write_predictions_jsonl(tmp_path / "run" / "predictions-test.jsonl", examples, preds, no_relation="Other")
+    res = CliRunner().invoke(app, ["data", "export", str(tmp_path / "run"), "--format", "semeval",
+                                   "-o", str(tmp_path / "proposed.txt"), "--key", str(tmp_path / "key.txt")])
+    assert res.exit_code == 0, res.output
+    assert "5 answers written" in res.output
+    # the same files as the answer-key writer gives from the examples themselves
+    assert (tmp_path / "proposed.txt").read_bytes() == write_semeval_answers(
+        tmp_path / "ref-proposed.txt", examples, preds).read_bytes()
+    assert (tmp_path / "key.txt").read_bytes() == write_semeval_answers(tmp_path / "ref-key.txt", examples).read_bytes()
+    # TACRED's scorer: one label a line, no_relation for none
+    res = CliRunner().invoke(app, ["data", "export", str(rows), "--format", "tacred", "-o", str(tmp_path / "t.txt"),
+                                   "--key", str(tmp_path / "tk.txt")])
+    assert res.exit_code == 0
+    assert (tmp_path / "t.txt").read_text().splitlines()[2] == "no_relation"
+    assert (tmp_path / "tk.txt").read_text().splitlines()[2] == CW12
+    # ids that are not sentence numbers are numbered by row, and that is said
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("".join(json.dumps({**json.loads(line), "id": f"test-{n}"}) + "\n"
+                           for n, line in enumerate(rows.read_text().splitlines())))
+    res = CliRunner().invoke(app, ["data", "export", str(odd), "-o", str(tmp_path / "o.txt")])
+    assert res.exit_code == 0 and "numbered by row" in res.output
+    assert (tmp_path / "o.txt").read_text().splitlines()[0].startswith("1\t")
+    # refused, one line each: several relations, an unknown format, a missing file, a bad line
+    multi = tmp_path / "multi.jsonl"
+    multi.write_text(json.dumps({"id": "1", "gold": [CW12], "prediction": [CW12, "Other", "Cause-Effect(e1,e2)"]})
+                     + "\n")
+    res = CliRunner().invoke(app, ["data", "export", str(multi), "-o", str(tmp_path / "m.txt")])
+    assert res.exit_code == 2 and "row 1: 2 predicted relations" in res.output and not (tmp_path / "m.txt").exists()
+    res = CliRunner().invoke(app, ["data", "export", str(rows), "--format", "conll"])
+    assert res.exit_code == 2 and "use one of semeval, tacred" in res.output
+    res = CliRunner().invoke(app, ["data", "export", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "no such file" in res.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "gold": [], "prediction": []}\n{oops\n')
+    res = CliRunner().invoke(app, ["data", "export", str(bad), "-o", str(tmp_path / "b.txt")])
+    assert res.exit_code == 2 and f"{bad}:2: not valid JSON" in res.output

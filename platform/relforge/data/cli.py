@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-data_app = typer.Typer(help="Inspect data sets.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect data sets; export predictions in official answer formats.", no_args_is_help=True)
 
 DataDirOption = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Folder holding the data sets (default: $RELFORGE_DATA_DIR).")]
@@ -83,3 +83,49 @@ def stats(
         console.print(table)
     for s, why in result["missing"].items():
         console.print(f"[dim]{s}: not available ({why.splitlines()[0]})[/]", highlight=False)
+
+
+@data_app.command("export")
+def export(
+    predictions: Annotated[Path, typer.Argument(help="A prediction file (JSON lines from `relforge evaluate "
+                           "--output`) or a run folder (its predictions-test.jsonl).")],
+    fmt: Annotated[str, typer.Option("--format", help="semeval (id<TAB>label, for the official Perl scorer) or "
+                   "tacred (one label a line, for the official score.py).")] = "semeval",
+    output: Annotated[Path, typer.Option("--output", "-o", help="The proposed answers.")] = Path("proposed.txt"),
+    key: Annotated[Optional[Path], typer.Option("--key", help="Also write the gold answers (the key) here.")] = None,
+) -> None:
+    """Write a split's predictions in the official answer format, e.g. for SemEval:
+    relforge data export runs/RUN --format semeval -o proposed.txt --key key.txt, then
+    perl semeval2010_task8_scorer-v1.2.pl proposed.txt key.txt"""
+    from relforge.data.export import official_answers
+
+    path = predictions / "predictions-test.jsonl" if predictions.is_dir() else predictions
+    if not path.is_file():
+        _fail(f"{path}: no such file" + (" (was the run scored on a test split?)" if predictions.is_dir() else ""))
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _fail(f"{path}:{n}: not valid JSON ({exc.msg})")
+        if not isinstance(row, dict):
+            _fail(f"{path}:{n}: expected a JSON object")
+        rows.append(row)
+    try:
+        proposed, gold, note = official_answers(rows, fmt, where=str(path))
+    except ValueError as exc:
+        _fail(str(exc))
+    for target, lines in ((output, proposed), (key, gold)):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("w", encoding="utf-8", newline="\n") as fh:
+                fh.writelines(lines)
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    if note:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    err.print(f"{len(proposed)} answers written to {output}" + (f", the key to {key}" if key else ""),
+              highlight=False, soft_wrap=True)
