@@ -4,9 +4,10 @@ The core has no "LLM" component kind, so the clients live here, each with a
 pydantic settings model; a stage's ``llm`` setting picks one by ``backend``:
 
 * ``openai``: any OpenAI-compatible chat-completions endpoint (vLLM, Ollama,
-  llama.cpp, OpenAI). Timeouts, retries with exponential back-off on
-  connection errors, timeouts, 429 and 5xx, and a concurrency limit. The key
-  comes from ``api_key`` or the environment variable ``api_key_env``; it is a
+  llama.cpp, OpenAI) through the official ``openai`` SDK: its time-outs and
+  retries with exponential back-off on connection errors, time-outs, 408,
+  409, 429 and 5xx, plus a concurrency limit here. The key comes from
+  ``api_key`` or the environment variable ``api_key_env``; it is a
   ``SecretStr`` (printed and saved as ``**********``) and is only ever put in
   the ``Authorization`` header, never in a message.
 * ``transformers``: a local causal LM (a folder or hub id), greedy or sampled.
@@ -19,14 +20,9 @@ pydantic settings model; a stage's ``llm`` setting picks one by ``backend``:
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
-import socket
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -106,16 +102,24 @@ class OpenAIChatSettings(Settings):
     #: environment variable read when api_key is not set (may be unset: local servers need no key)
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(120.0, gt=0)
+    #: retries of a request after a connection error, a time-out, 408, 409, 429 or 5xx (the openai SDK's
+    #: exponential back-off from 0.5 s to 8 s with jitter, or the server's Retry-After)
     max_retries: int = Field(4, ge=0)
-    backoff_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(60.0, ge=0)
     concurrency: int = Field(4, gt=0)
 
 
+#: the key sent to a server that needs none (the SDK insists on one; vLLM's documented placeholder)
+NO_KEY = "EMPTY"
+
+
 class OpenAIChatClient(LLMClient):
-    RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+    """Chat completions through the official ``openai`` SDK (any
+    ``base_url``): its time-outs, retries with back-off and typed errors,
+    turned into :class:`LLMError` lines that name the endpoint."""
 
     def __init__(self, settings: OpenAIChatSettings) -> None:
+        import openai
+
         self.settings = settings
         base = settings.base_url or os.environ.get(settings.base_url_env)
         if not base:
@@ -124,55 +128,51 @@ class OpenAIChatClient(LLMClient):
         self.url = base.rstrip("/") + "/chat/completions"
         key = settings.api_key.get_secret_value() if settings.api_key is not None else \
             os.environ.get(settings.api_key_env)
-        self._headers = {"Content-Type": "application/json"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
         self.model_name = settings.model
         #: requests sent over the wire, retries included (for reports)
         self.sent = 0
         self._lock = threading.Lock()
 
-    def _post(self, body: bytes) -> Any:
-        req = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
-        with self._lock:
-            self.sent += 1
-        with urllib.request.urlopen(req, timeout=self.settings.timeout_s) as resp:
-            raw = resp.read()
+        def count(_request) -> None:
+            with self._lock:
+                self.sent += 1
+
+        self._client = openai.OpenAI(
+            base_url=base.rstrip("/"), api_key=key or NO_KEY, timeout=settings.timeout_s,
+            max_retries=settings.max_retries,
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [count]}))
+        self._errors = openai
+
+    def complete(self, request: ChatRequest) -> str:
+        s, oa = self.settings, self._errors
+        attempts = f"{s.max_retries + 1} attempt(s)"
         try:
-            data = json.loads(raw)
-            content = data["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise LLMError(f"malformed response from {self.url}: {raw[:200]!r}") from None
+            resp = self._client.chat.completions.create(
+                model=s.model, messages=request.message_dicts(), temperature=request.temperature,
+                top_p=request.top_p, max_tokens=request.max_tokens)
+        except oa.APITimeoutError:
+            raise LLMError(f"{self.url}: no answer after {attempts}; last error: timed out after "
+                           f"{s.timeout_s}s") from None
+        except oa.APIConnectionError as exc:
+            raise LLMError(f"{self.url}: no answer after {attempts}; last error: connection failed: "
+                           f"{exc.__cause__ or exc}") from None
+        except oa.APIStatusError as exc:
+            detail = (exc.response.text or "")[:200] if exc.response is not None else ""
+            retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            where = f"no answer after {attempts}; last error: " if retried else ""
+            raise LLMError(f"{self.url}: {where}HTTP {exc.status_code}: {detail!r}") from None
+        except (oa.APIResponseValidationError, ValueError) as exc:
+            raise LLMError(f"malformed response from {self.url}: {exc}") from None
+        return self._content(resp)
+
+    def _content(self, resp: Any) -> str:
+        choices = getattr(resp, "choices", None)
+        if not choices:
+            raise LLMError(f"malformed response from {self.url}: {str(resp)[:200]!r} has no choices")
+        content = getattr(getattr(choices[0], "message", None), "content", None)
         if not isinstance(content, str):
             raise LLMError(f"malformed response from {self.url}: message content is {type(content).__name__}")
         return content
-
-    def complete(self, request: ChatRequest) -> str:
-        s = self.settings
-        body = json.dumps({"model": s.model, "messages": request.message_dicts(),
-                           "temperature": request.temperature, "top_p": request.top_p,
-                           "max_tokens": request.max_tokens}).encode()
-        last = ""
-        for attempt in range(s.max_retries + 1):
-            try:
-                return self._post(body)
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:200] if exc.fp is not None else b""
-                last = f"HTTP {exc.code} {exc.reason}: {detail!r}"
-                if exc.code not in self.RETRY_STATUS:
-                    raise LLMError(f"{self.url}: {last}") from None
-            except (TimeoutError, socket.timeout) as exc:
-                last = f"timed out after {s.timeout_s}s ({exc})"
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                    last = f"timed out after {s.timeout_s}s"
-                else:
-                    last = f"connection failed: {exc.reason}"
-            except (ConnectionError, http.client.HTTPException) as exc:
-                last = f"connection failed: {type(exc).__name__}: {exc}"
-            if attempt < s.max_retries:
-                time.sleep(min(s.backoff_max_s, s.backoff_s * 2 ** attempt))
-        raise LLMError(f"{self.url}: no answer after {s.max_retries + 1} attempt(s); last error: {last}")
 
     def complete_many(self, requests: Sequence[ChatRequest],
                       on_result: ResultCallback | None = None) -> list[str]:
@@ -207,9 +207,17 @@ class TransformersLMSettings(Settings):
     device: str = "cpu"
     #: "auto", "float32", "float16", "bfloat16"
     dtype: str = "auto"
+    #: prompts generated together (left-padded); requests are batched only with others of the same
+    #: temperature, top_p, max_tokens and sample index
+    batch_size: int = Field(8, gt=0)
 
 
 class TransformersClient(LLMClient):
+    """A local causal LM. ``complete_many`` generates ``batch_size`` prompts
+    at a time, left-padded, grouped by their generation parameters; greedy
+    answers equal one-at-a-time ones (tested), sampled ones are seeded once
+    per batch with the requests' sample index."""
+
     def __init__(self, settings: TransformersLMSettings) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -217,6 +225,9 @@ class TransformersClient(LLMClient):
         self.settings = settings
         local = Path(settings.model).exists()
         self.tokenizer = AutoTokenizer.from_pretrained(settings.model, local_files_only=local)
+        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
         kw: dict[str, Any] = {}
         if settings.dtype != "auto":
             kw["dtype"] = getattr(torch, settings.dtype)
@@ -231,22 +242,40 @@ class TransformersClient(LLMClient):
         return "\n\n".join(c for _, c in request.messages) + "\n"
 
     def complete(self, request: ChatRequest) -> str:
+        return self.complete_many([request])[0]
+
+    def complete_many(self, requests: Sequence[ChatRequest],
+                      on_result: ResultCallback | None = None) -> list[str]:
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.temperature, r.top_p, r.max_tokens, r.sample), []).append(i)
+        results: list[str | None] = [None] * len(requests)
+        for idx in groups.values():
+            for a in range(0, len(idx), self.settings.batch_size):
+                chunk = idx[a:a + self.settings.batch_size]
+                for i, text in zip(chunk, self._generate([requests[i] for i in chunk])):
+                    results[i] = text
+                    if on_result is not None:
+                        on_result(i, text)
+        return results  # type: ignore[return-value]
+
+    def _generate(self, batch: Sequence[ChatRequest]) -> list[str]:
         import torch
 
-        enc = self.tokenizer(self._prompt(request), return_tensors="pt", add_special_tokens=False)
+        first = batch[0]
+        enc = self.tokenizer([self._prompt(r) for r in batch], return_tensors="pt", padding=True,
+                             add_special_tokens=False)
         enc = {k: v.to(self.settings.device) for k, v in enc.items()}
-        sample = request.temperature > 0
-        gen_kw: dict[str, Any] = {"max_new_tokens": request.max_tokens, "do_sample": sample}
+        sample = first.temperature > 0
+        gen_kw: dict[str, Any] = {"max_new_tokens": first.max_tokens, "do_sample": sample}
         if sample:
-            gen_kw.update(temperature=request.temperature, top_p=request.top_p)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else \
-            self.tokenizer.eos_token_id
+            gen_kw.update(temperature=first.temperature, top_p=first.top_p)
         with torch.no_grad():
             if sample:
-                torch.manual_seed(request.sample)
-            out = self.model.generate(**enc, pad_token_id=pad, **gen_kw)
-        new = out[0, enc["input_ids"].shape[1]:]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+                torch.manual_seed(first.sample)
+            out = self.model.generate(**enc, pad_token_id=self.tokenizer.pad_token_id, **gen_kw)
+        new = out[:, enc["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
 # --- JSON-lines cache --------------------------------------------------------
