@@ -368,7 +368,10 @@ class StageContext:
     ``run_dir``: the run's folder, where stages share files (TKRE's
     generated knowledge); ``run``: the :class:`relforge.run.Run` (metrics,
     tags, artifacts) or None; ``resolved`` and ``registry``: the run's
-    configuration and registry (None outside a run)."""
+    configuration and registry (None outside a run); ``resume``: whether a
+    stage continues from a checkpoint in ``output_dir`` (the run's own
+    ``--resume``; :func:`relforge.engine.stage_training.train_stage` honours
+    it)."""
 
     train_examples: Sequence[Example]
     seed: int = 0
@@ -377,6 +380,7 @@ class StageContext:
     run: Any = None
     resolved: Any = None
     registry: Any = None
+    resume: bool = True
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """The retriever-only warm-up: the generator frozen, the retriever encoder
-and the projection trained on the generation loss with their own optimizer."""
+and the projection trained on the generation loss, in the engine's training
+loop (:func:`relforge.engine.stage_training.train_stage`: Accelerate, mixed
+precision on a GPU, a resumable checkpoint in the stage's folder)."""
 from __future__ import annotations
 
 from pydantic import Field
@@ -7,11 +9,13 @@ from pydantic import Field
 from relforge.components import (
     Ability, HasRetriever, PretrainingStage, REModel, Settings, StageContext, StageResult,
 )
+from relforge.engine.stage_training import epochs_for_steps, train_stage
 
 
 class RetrieverWarmup(PretrainingStage):
     """Retriever-only warm-up: the generator frozen, the retriever encoder and the
-    projection trained on the generation loss with their own AdamW."""
+    projection trained on the generation loss (AdamW, constant learning rate,
+    batches drawn epoch by epoch in a seeded order)."""
 
     name = "retriever_warmup"
     requires = {"model": frozenset({Ability.RETRIEVAL})}
@@ -23,8 +27,6 @@ class RetrieverWarmup(PretrainingStage):
         max_grad_norm: float | None = Field(1.0, gt=0)
 
     def run(self, model: REModel, context: StageContext) -> StageResult:
-        import torch
-
         s = self.settings
         if not isinstance(model, HasRetriever):
             raise ValueError(f"etrag.retriever_warmup needs a model with a retriever (etrag.rag), "
@@ -35,27 +37,20 @@ class RetrieverWarmup(PretrainingStage):
             return StageResult()
         frozen = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in params)]
         features = model.features(context.train_examples, training=True)
-        gen = torch.Generator().manual_seed(context.seed)
-        opt = torch.optim.AdamW(params, lr=s.learning_rate)
-        for p in frozen:
+        for p in frozen:  # the engine's loop trains what requires a gradient: the retriever and projection
             p.requires_grad_(False)
-        model.train()
-        losses = []
         try:
-            for _ in range(s.steps):
-                idx = torch.randperm(len(features), generator=gen)[: s.batch_size].tolist()
-                batch = model.collate([features[i] for i in idx])
-                loss = model(batch).loss
-                loss.backward()
-                if s.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
-                opt.step()
-                opt.zero_grad()
-                losses.append(float(loss.detach()))
+            _, trainer = train_stage(model, features, model.collate, context=context, name="warmup", settings={
+                "max_steps": s.steps, "epochs": epochs_for_steps(s.steps, len(features), s.batch_size),
+                "batch_size": s.batch_size, "learning_rate": s.learning_rate, "max_grad_norm": s.max_grad_norm,
+                # torch's AdamW default, which the warm-up's own optimizer used before it ran in the engine's loop
+                "weight_decay": 0.01, "log_every": max(1, min(10, s.steps)), "group_learning_rates": {}})
         finally:
             for p in frozen:
                 p.requires_grad_(True)
+        losses = trainer.step_losses
         if context.run is not None and losses:
             context.run.log_metrics({"warmup/loss_first": losses[0], "warmup/loss_last": losses[-1]}, 0)
-        print(f"etrag.retriever_warmup: {s.steps} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        if losses:
+            print(f"etrag.retriever_warmup: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
         return StageResult()

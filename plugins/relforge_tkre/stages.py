@@ -3,7 +3,11 @@
 ``tkre.mslm`` (stage 1) and ``tkre.mslm_scl`` (stage 2) update
 ``model.encoder`` in place, so the pretrained encoder is the one the
 pipeline fine-tunes next (no checkpoint hand-over to forget). The MLM head
-(and, in stage 2, the relation anchors) exist only during the stage.
+(and, in stage 2, the relation anchors) exist only during the stage. Both
+train in the engine's loop (:func:`relforge.engine.stage_training.train_stage`:
+Accelerate and mixed precision on a GPU, a resumable checkpoint per stage,
+the progress display); their losses are logged as
+``pretraining/<stage>/loss`` and ``pretraining/<stage>/<part>``.
 """
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ import torch
 from pydantic import Field
 
 from relforge.components import (
-    Ability, HasEncoder, PretrainingStage, REModel, Settings, StageContext, StageResult,
+    Ability, HasEncoder, HasParameterGroups, ModelOutput, PretrainingStage, REModel, ReportsDiagnostics, Settings,
+    StageContext, StageResult,
 )
+from relforge.engine.stage_training import train_stage
 from relforge.data.example import Example
 
 from .knowledge import _find
@@ -188,6 +194,49 @@ def _check_model(model: Any, stage: str) -> None:
         raise ValueError(f"{stage}: the tokenizer has no mask token")
 
 
+class _StageModule(torch.nn.Module, HasParameterGroups, ReportsDiagnostics):
+    """A stage's training step as a module for the engine's loop: the
+    encoder, the MLM head and the stage's extra modules (stage 2's anchors),
+    each a parameter group with its own learning rate; ``forward`` masks the
+    batch (global RNG: the checkpoint restores it) and returns the stage's
+    combined loss, its parts reported as diagnostics."""
+
+    def __init__(self, stage: MaskedSpanLMStage, model: Any, mlm: torch.nn.Module, extra: list, head_lr: float):
+        super().__init__()
+        self.stage, self.re_model = stage, [model]  # in a list: not a submodule (its other parts stay out)
+        self.encoder, self.mlm = model.encoder, mlm
+        self.extra = torch.nn.ModuleList([m for m, _ in extra])
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        self._groups = {"encoder": list(self.encoder.parameters()),
+                        "head": [p for p in {id(p): p for p in mlm.parameters()}.values() if id(p) not in encoder_ids]}
+        self.learning_rates = {"head": head_lr}
+        for i, (m, lr) in enumerate(extra):
+            self._groups[f"extra{i}"] = list(m.parameters())
+            self.learning_rates[f"extra{i}"] = lr
+        self._last: dict[str, float] = {}
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        return self._groups
+
+    def forward(self, batch: Mapping[str, Any]) -> ModelOutput:
+        s, tok = self.stage.settings, self.re_model[0].tokenizer
+        masked, labels = mslm_mask(batch["input_ids"].cpu(), batch["roles"].cpu(), tok.mask_token_id,
+                                   between=s.mask_between, entity=s.mask_entity, other=s.mask_other)
+        device = batch["input_ids"].device
+        losses = {"mslm": self.stage.masked_lm_loss(self.re_model[0], self.mlm, masked.to(device),
+                                                    batch["attention_mask"], labels.to(device))}
+        losses.update(self.stage.extra_losses(self.re_model[0], batch, batch["items"], random))
+        self._last = {k: float(v.detach()) for k, v in losses.items()}
+        loss = self.stage.combine(losses)
+        return ModelOutput(logits=loss.detach(), loss=loss)
+
+    def step_diagnostics(self) -> dict[str, float]:
+        return dict(self._last)
+
+    def eval_diagnostics(self) -> dict[str, float]:
+        return {}
+
+
 class MaskedSpanLMStage(PretrainingStage):
     """Stage 1: masked span language modelling (tokens between the entities
     masked with probability 0.8, entity tokens 0.5, others 0.2; CE on the
@@ -210,57 +259,23 @@ class MaskedSpanLMStage(PretrainingStage):
         if not corpus:
             raise ValueError(f"tkre.{self.name}: the pretraining corpus is empty (sources {s.sources})")
         items = encode(tokenizer, corpus, s.max_length)
-        seed = context.seed
         device = next(model.encoder.parameters()).device
         mlm, origin = build_mlm_head(model, context)
         print(f"tkre.{self.name}: {len(items)} texts {counts}; MLM head {origin}")
         extra = self.extra_modules(model, items, device)
-        encoder_ids = {id(p) for p in model.encoder.parameters()}
-        head_params = [p for p in {id(p): p for p in mlm.parameters()}.values() if id(p) not in encoder_ids]
         head_lr = s.head_learning_rate or (s.learning_rate if origin.startswith("loaded") else 1e-3)
-        groups = [{"params": list(model.encoder.parameters()), "lr": s.learning_rate},
-                  {"params": head_params, "lr": head_lr}] + [
-            {"params": list(m.parameters()), "lr": lr} for m, lr in extra]
-        optimizer = torch.optim.AdamW(groups, lr=s.learning_rate, weight_decay=s.weight_decay, foreach=True)
-        steps_per_epoch = math.ceil(len(items) / s.batch_size)
-        total = s.max_steps or max(1, math.ceil(s.epochs * steps_per_epoch))
-        rng = random.Random(seed)
-        gen = torch.Generator().manual_seed(seed)
-        run = context.run
-        mlm.train()
-        step, order = 0, []
-        running: dict[str, float] = {}
-        while step < total:
-            if not order:
-                order = list(range(len(items)))
-                rng.shuffle(order)
-            chunk, order = order[: s.batch_size], order[s.batch_size:]
-            batch = pad_batch([items[i] for i in chunk], tokenizer.pad_token_id or 0)
-            masked, labels = mslm_mask(batch["input_ids"], batch["roles"], tokenizer.mask_token_id,
-                                       between=s.mask_between, entity=s.mask_entity, other=s.mask_other,
-                                       generator=gen)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            losses = {"mslm": self.masked_lm_loss(model, mlm, masked.to(device), batch["attention_mask"],
-                                                  labels.to(device))}
-            losses.update(self.extra_losses(model, batch, [items[i] for i in chunk], rng))
-            loss = self.combine(losses)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"tkre.{self.name}: non-finite loss at step {step}: "
-                                         f"{ {k: float(v) for k, v in losses.items()} }")
-            optimizer.zero_grad()
-            loss.backward()
-            if s.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], s.max_grad_norm)
-            optimizer.step()
-            step += 1
-            for k, v in {**losses, "loss": loss}.items():
-                running[k] = running.get(k, 0.0) + float(v.detach())
-            if run is not None and (step % s.log_every == 0 or step == total):
-                n = s.log_every if step % s.log_every == 0 else step % s.log_every
-                run.log_metrics({f"pretraining/{self.stage_label}/{k}": v / n for k, v in running.items()}, step)
-                running = {}
-        # drop the head's reference to the encoder; the encoder (shared) keeps its update
-        setattr(mlm, mlm.base_model_prefix, None)
+        module = _StageModule(self, model, mlm, extra, head_lr)
+        pad = tokenizer.pad_token_id or 0
+        try:
+            train_stage(module, items, lambda chunk: {**pad_batch(chunk, pad), "items": list(chunk)},
+                        context=context, name=f"pretraining/{self.stage_label}", settings={
+                            "epochs": s.epochs, "max_steps": s.max_steps, "batch_size": s.batch_size,
+                            "learning_rate": s.learning_rate, "weight_decay": s.weight_decay,
+                            "max_grad_norm": s.max_grad_norm, "log_every": s.log_every,
+                            "group_learning_rates": module.learning_rates})
+        finally:
+            # drop the head's reference to the encoder; the encoder (shared) keeps its update
+            setattr(mlm, mlm.base_model_prefix, None)
         return StageResult()
 
     @staticmethod

@@ -125,7 +125,7 @@ def plugin_versions(registry) -> dict[str, dict[str, str | None]]:
     return out
 
 
-def run_pretraining(model, data, resolved: ResolvedConfig, registry, run):
+def run_pretraining(model, data, resolved: ResolvedConfig, registry, run, resume: bool = True):
     """The configured pretraining stages in order, each with a
     :class:`~relforge.components.StageContext`. Examples a stage adds (TKRE's
     synthetic data) join the training split, so later stages and fine-tuning
@@ -140,7 +140,7 @@ def run_pretraining(model, data, resolved: ResolvedConfig, registry, run):
         print(f"pretraining stage {i + 1}/{len(stages)}: {comp_name}")
         context = StageContext(train_examples=data.splits["train"], seed=resolved.run.seed,
                                output_dir=run.output_dir / f"pretraining-{i}", run_dir=run.output_dir, run=run,
-                               resolved=resolved, registry=registry)
+                               resolved=resolved, registry=registry, resume=resume)
         result = stage.run(model, context)
         if result is None:
             continue
@@ -205,7 +205,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if select == "auto":
             select = headline_metric(data.metric)
         train_settings = run_cfg.train.model_copy(update={"select_metric": select})
-        model = run_pretraining(model, data, resolved, registry, run)
+        model = run_pretraining(model, data, resolved, registry, run, resume=resume)
         # the saved model folder gets the run's configuration with secrets redacted, like config.yaml, and
         # the plugins it was made with (a folder loaded without one names the package to install)
         meta = {"config": run.config, "relforge_run_id": run.run_id, "plugins": plugin_versions(registry)}

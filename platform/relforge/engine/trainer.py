@@ -82,7 +82,8 @@ class Trainer:
                  evaluate_fn: Callable[[torch.nn.Module], Mapping[str, float]] | None = None,
                  save_best_fn: Callable[[torch.nn.Module, Path], None] | None = None,
                  run=None, accelerator=None, progress: bool = True,
-                 step_callback: Callable[[TrainerState], None] | None = None) -> None:
+                 step_callback: Callable[[TrainerState], None] | None = None, metric_prefix: str = "train",
+                 label: str = "train") -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -94,6 +95,10 @@ class Trainer:
         self.save_best_fn = save_best_fn
         self.step_callback = step_callback
         self.progress = progress
+        #: logged metrics are <metric_prefix>/loss, /lr and /<diagnostic>; ``label`` names the progress step
+        self.metric_prefix, self.label = metric_prefix, label
+        #: the mean loss of every optimizer step taken in this process (not restored on resume)
+        self.step_losses: list[float] = []
         mp = settings.mixed_precision
         if mp != "no" and not torch.cuda.is_available():
             mp = "no"  # bf16/fp16 autocast is a GPU feature here; CPU runs in full precision
@@ -241,7 +246,8 @@ class Trainer:
         stop = False
         running: list[float] = []
         t0, step0 = time.perf_counter(), self.state.global_step
-        bar = _Progress(self.total_steps, enabled=self.progress and acc.is_local_main_process)
+        logged_step = self.state.global_step
+        bar = _Progress(self.total_steps, enabled=self.progress and acc.is_local_main_process, label=self.label)
         try:
             bar.advance(self.state.global_step)
             while self.state.epoch < num_epochs and not self._done():
@@ -262,12 +268,13 @@ class Trainer:
                     if not acc.sync_gradients:
                         continue
                     self.state.global_step += 1
+                    ga = s.gradient_accumulation_steps
+                    self.step_losses.append(sum(running[-ga:]) / len(running[-ga:]))
                     speed = (self.state.global_step - step0) / max(time.perf_counter() - t0, 1e-9)
                     bar.advance(1, loss=sum(running[-20:]) / len(running[-20:]), speed=speed)
                     if self.state.global_step % s.log_every == 0:
-                        self._log({"train/loss": sum(running[-s.log_every * s.gradient_accumulation_steps:])
-                                   / len(running[-s.log_every * s.gradient_accumulation_steps:]),
-                                   "train/lr": self.scheduler.get_last_lr()[0], **self._take_diagnostics()})
+                        self._log_window(running, s.log_every)
+                        logged_step = self.state.global_step
                     if self.step_callback is not None:
                         self.step_callback(self.state)
                     if isinstance(s.eval_every, int) and self.state.global_step % s.eval_every == 0:
@@ -290,6 +297,8 @@ class Trainer:
                         self.save_checkpoint()
                 if stop:
                     break
+            if self.state.global_step > logged_step and self.step_losses:  # the steps since the last log line
+                self._log_window(running, self.state.global_step - logged_step)
             if self.evaluate_fn is not None and self._last_eval_step != self.state.global_step:
                 self._evaluate()
             self.state.finished = True
@@ -325,6 +334,13 @@ class Trainer:
             self.optimizer.zero_grad()
         return float(loss.detach())
 
+    def _log_window(self, running: Sequence[float], steps: int) -> None:
+        """The mean loss of the last ``steps`` optimizer steps, the learning
+        rate and the diagnostics gathered since the last log."""
+        window = running[-steps * self.settings.gradient_accumulation_steps:]
+        self._log({f"{self.metric_prefix}/loss": sum(window) / len(window),
+                   f"{self.metric_prefix}/lr": self.scheduler.get_last_lr()[0], **self._take_diagnostics()})
+
     def _gather_diagnostics(self) -> None:
         """A model that reports diagnostics (``ReportsDiagnostics``) is asked
         for them after each optimizer step's backward pass."""
@@ -334,7 +350,7 @@ class Trainer:
                 self._diagnostics.setdefault(key, []).append(float(value))
 
     def _take_diagnostics(self) -> dict[str, float]:
-        out = {f"train/{k}": sum(v) / len(v) for k, v in self._diagnostics.items() if v}
+        out = {f"{self.metric_prefix}/{k}": sum(v) / len(v) for k, v in self._diagnostics.items() if v}
         self._diagnostics = {}
         return out
 
@@ -389,10 +405,10 @@ class _Progress:
     with the running loss and speed, on the main process only; no loss is
     shown before the first optimizer step has one."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, label: str = "train") -> None:
         from relforge import progress
 
-        self._cm = progress.task("train", total=total, unit="steps") if enabled else None
+        self._cm = progress.task(label, total=total, unit="steps") if enabled else None
         self.task = self._cm.__enter__() if self._cm is not None else None
         if self.task is not None:
             self.task.update(status="first step ...")
@@ -401,7 +417,7 @@ class _Progress:
         if self.task is not None:
             status = None
             if "loss" in fields:
-                status = f"loss {fields['loss']:.4f}, {fields.get('speed', 0.0):.2f} steps/s"
+                status = f"loss {fields['loss']:.4f}"
             self.task.advance(n, status=status)
 
     def close(self) -> None:

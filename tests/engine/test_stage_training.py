@@ -1,0 +1,94 @@
+"""Pretraining stages in the engine's loop (relforge.engine.stage_training): resumable, logged under the
+stage's name, skipped when finished."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from relforge.components import StageContext
+from relforge.engine.stage_training import epochs_for_steps, stage_train_config, train_stage
+from tests.engine.tiny import TinyRegressor, collate, make_data
+
+
+class Recorder:
+    def __init__(self):
+        self.metrics = {}
+
+    def log_metrics(self, metrics, step):
+        for k, v in metrics.items():
+            self.metrics.setdefault(k, []).append((step, v))
+
+
+class Crashing(TinyRegressor):
+    """Raises at the given forward call (an interrupted stage)."""
+
+    def __init__(self, crash_at=None):
+        super().__init__()
+        self.calls, self.crash_at = 0, crash_at
+
+    def forward(self, batch):
+        self.calls += 1
+        if self.crash_at is not None and self.calls == self.crash_at:
+            raise KeyboardInterrupt
+        return super().forward(batch)
+
+
+SETTINGS = {"max_steps": 8, "epochs": epochs_for_steps(8, 64, 16), "batch_size": 16, "learning_rate": 1e-2,
+            "log_every": 3, "weight_decay": 0.0, "max_grad_norm": 1.0}
+
+
+def ctx(folder: Path, run=None, resume=True) -> StageContext:
+    return StageContext(train_examples=[], seed=7, output_dir=folder, run_dir=folder, run=run, resume=resume)
+
+
+def weights(m):
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def test_a_stage_logs_under_its_name_and_an_interrupted_one_resumes_to_the_same_weights(tmp_path):
+    run = Recorder()
+    whole = Crashing()
+    _, trainer = train_stage(whole, make_data(), collate, context=ctx(tmp_path / "a", run), name="pretraining/toy",
+                             settings=SETTINGS)
+    assert len(trainer.step_losses) == 8 and (tmp_path / "a" / "toy" / "checkpoint").is_dir()
+    # every third step and the last partial window, under the stage's name; no train/* metric
+    assert [s for s, _ in run.metrics["pretraining/toy/loss"]] == [3, 6, 8]
+    assert "pretraining/toy/lr" in run.metrics and not any(k.startswith("train/") for k in run.metrics)
+    # interrupted in the second epoch (after the epoch-1 checkpoint), then resumed from it
+    broken = Crashing(crash_at=6)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage(broken, make_data(), collate, context=ctx(tmp_path / "b"), name="pretraining/toy",
+                    settings=SETTINGS)
+    resumed = Crashing()
+    _, again = train_stage(resumed, make_data(), collate, context=ctx(tmp_path / "b"), name="pretraining/toy",
+                           settings=SETTINGS)
+    assert len(again.step_losses) == 4  # steps 5-8 only
+    for k, v in weights(whole).items():
+        assert torch.allclose(v, resumed.state_dict()[k], atol=1e-6), k
+
+
+def test_a_finished_stage_is_not_run_again_unless_resume_is_off(tmp_path, capsys):
+    first = Crashing()
+    train_stage(first, make_data(), collate, context=ctx(tmp_path), name="warmup", settings=SETTINGS)
+    fresh = Crashing()
+    _, trainer = train_stage(fresh, make_data(), collate, context=ctx(tmp_path), name="warmup", settings=SETTINGS)
+    assert trainer.step_losses == [] and fresh.calls == 0
+    assert "finished earlier" in capsys.readouterr().out
+    for k, v in weights(first).items():
+        assert torch.equal(v, fresh.state_dict()[k])  # the stage's result, loaded from its checkpoint
+    redo = Crashing()
+    _, trainer = train_stage(redo, make_data(), collate, context=ctx(tmp_path, resume=False), name="warmup",
+                             settings=SETTINGS)
+    assert len(trainer.step_losses) == 8
+
+
+def test_stage_settings_are_constant_rate_and_refuse_bad_values(tmp_path):
+    cfg = stage_train_config(ctx(tmp_path), **SETTINGS)
+    assert cfg.lr_schedule == "constant" and cfg.warmup_ratio == 0 and cfg.max_steps == 8
+    with pytest.raises(ValueError, match="batch_size"):
+        stage_train_config(ctx(tmp_path), batch_size=0)
+    with pytest.raises(ValueError, match="nothing to train on"):
+        train_stage(Crashing(), [], collate, context=ctx(tmp_path), name="warmup", settings=SETTINGS)
+    assert epochs_for_steps(20, 363, 16) == 1.0 and epochs_for_steps(30, 363, 16) == 2.0
