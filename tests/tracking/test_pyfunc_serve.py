@@ -100,3 +100,14 @@ def test_mlflow_models_serve_answers_a_scoring_request(logged):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
+
+
+def test_saving_the_pyfunc_model_prints_none_of_mlflows_nags(tmp_path):
+    """issue 21: the 'add type hints' warning (at import), the CloudPickle note and the per-file progress bar
+    were printed by every run; they are silenced where RelForge calls MLflow, not globally."""
+    code = ("import relforge.tracking.pyfunc as p, pathlib, sys; d = pathlib.Path(sys.argv[1]); "
+            "(d / 'f').mkdir(); (d / 'f' / 'x.txt').write_text('x'); p.save_pyfunc(d / 'f', d / 'model')")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "type hints" not in res.stderr and "CloudPickle" not in res.stderr, res.stderr
+    assert "Downloading artifacts" not in res.stderr and (tmp_path / "model" / "MLmodel").is_file()

@@ -15,7 +15,10 @@ the batch size.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,10 @@ with warnings.catch_warnings():
     class RelForgePyfunc(mlflow.pyfunc.PythonModel):
         """The pyfunc wrapper: the model folder is the artifact ``model``."""
 
+        #: MLflow's switch for classes without type-hint validation (its ChatModel's): no predict wrapper,
+        #: no "add type hints" warning at every import (the filter above did not reach it)
+        _skip_type_hint_validation = True
+
         def load_context(self, context) -> None:
             from relforge.engine.extractor import Extractor
 
@@ -90,8 +97,27 @@ def save_pyfunc(folder: Path, path: Path) -> None:
             reqs.append(f"{dist}=={md.version(dist)}")
         except md.PackageNotFoundError:
             pass
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_mlflow():
         for nag in _NAGS:
             warnings.filterwarnings("ignore", message=nag)
         mlflow.pyfunc.save_model(path=str(path), python_model=RelForgePyfunc(), artifacts={"model": str(folder)},
                                  pip_requirements=reqs)
+
+
+@contextlib.contextmanager
+def quiet_mlflow():
+    """Saving a pyfunc model, MLflow says at every run that a Python object is
+    pickled (the wrapper is three lines of ours) and copies the model folder
+    with a progress bar per file; neither helps a run's log."""
+    logger = logging.getLogger("mlflow.pyfunc")
+    level, bar = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logger.setLevel(logging.ERROR)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
