@@ -121,6 +121,12 @@ class TrainConfig(_Strict):
     def _no_groups(cls, v: Any) -> Any:
         return {} if v is None else v
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: Any) -> Any:
+        # YAML reads an unquoted `no` (`train.mixed_precision=no`) as false
+        return "no" if v is False else v
+
 
 class TrackingConfig(_Strict):
     #: tracker plugins to notify ("mlflow"); empty: none

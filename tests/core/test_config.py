@@ -190,3 +190,10 @@ def test_override_values_are_read_by_omegaconf_and_set_options_nest():
         settings_from_pairs(["n"], option="--sampling")
     cfg = load_config([], ["method=generative_ce", "train.learning_rate=5e-4"])
     assert cfg.run.train.learning_rate == pytest.approx(5e-4)
+
+
+def test_an_unquoted_no_for_mixed_precision_means_no():
+    """YAML reads `train.mixed_precision=no` as false; it means full precision, not an error."""
+    assert load_config([], ["method=generative_ce", "train.mixed_precision=no"]).run.train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_config([], ["method=generative_ce", "train.mixed_precision=[1]"])
