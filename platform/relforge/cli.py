@@ -243,6 +243,8 @@ def evaluate(
                       "data set's, multilabel where pairs hold several relations).")] = None,
     unknown_labels: Annotated[str, typer.Option("--unknown-labels", help="Gold labels the model was not trained "
                               "on: error (default), as-no-relation, or ignore (leave those examples out).")] = "error",
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 quantisation of the "
+                        "linear layers for CPU inference.")] = None,
 ) -> None:
     """Evaluate a trained run or model on a data split, or on N-way K-shot episodes of it."""
     from relforge.config import ConfigError, settings_from_pairs
@@ -253,7 +255,7 @@ def evaluate(
     from relforge.engine.pipeline import predict_sets
 
     folder = _model_folder(model)
-    ex = Extractor.from_pretrained(folder)
+    ex = Extractor.from_pretrained(folder, quantize=quantize)
     data_cfg = ex.resolved.run.data.model_dump()
     try:
         extra = settings_from_pairs(setting or [])
@@ -313,7 +315,11 @@ def evaluate(
     loaded.splits["test"] = examples
     if metric is not None:
         loaded.metric = metric
-    preds, _ = predict_sets(ex.model, examples, ex.resolved, batch_size, label=f"evaluate {split}")
+    import torch
+
+    with torch.inference_mode():
+        preds, _ = predict_sets(ex.model, examples, ex.resolved, batch_size, label=f"evaluate {split}",
+                                by_length=True)
     try:
         metrics = loaded.evaluate("test", preds)
     except ValueError as exc:
@@ -364,6 +370,11 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     on_error: Annotated[str, typer.Option("--on-error", help="A bad input line: stop (default; what was "
                         "predicted before it is written) or skip (counted and reported).")] = "stop",
+    window: Annotated[int, typer.Option("--window", min=1, help="Pairs gathered before ranking, in "
+                      "length-sorted batches (less padding); written in input order.")] = 256,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 quantisation of the "
+                        "linear layers for CPU inference (benchmarks/perf/inference.py measures speed and "
+                        "agreement).")] = None,
 ) -> None:
     """Predict relations for a JSON-lines file (or stdin) with a trained model, batch by batch: predictions are
     written as they are made, with progress on stderr."""
@@ -375,8 +386,8 @@ def predict(
         _fail(f"--input {input}: no such file")
     from relforge.engine.extractor import Extractor
 
-    extractor = Extractor.from_pretrained(_model_source(model))
-    report = stream_predictions(extractor, input, output, batch_size=batch_size, on_error=on_error)
+    extractor = Extractor.from_pretrained(_model_source(model), quantize=quantize)
+    report = stream_predictions(extractor, input, output, batch_size=batch_size, on_error=on_error, window=window)
     where = "stdout" if output == "-" else output
     if report.error is not None:
         _fail(f"{report.error}; {report.written} prediction(s) written to {where} before it (--on-error skip "

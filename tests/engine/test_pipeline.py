@@ -74,6 +74,9 @@ def test_generative_baseline_trains_evaluates_logs_and_round_trips(tiny_t5_dir, 
     again = ex.predict(test)
     assert [r["relations"] for r in again] == [r["prediction"] for r in saved]
     assert set(ex.labels) == {"no_relation", "born_in", "lives_in", "works_for", "founded", "located_in"}
+    # a seq2seq model quantised to int8 still scores every example over its labels (issue 20)
+    q_rows = Extractor.from_pretrained(out.model_dir, device="cpu", quantize="int8").predict(test)
+    assert len(q_rows) == len(test) and all(set(r["scores"]) <= set(ex.labels) and r["scores"] for r in q_rows)
 
 
 def test_threshold_tuned_on_dev_is_logged_saved_and_used_for_test(tiny_t5_dir, tmp_path, store):
@@ -132,8 +135,34 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and rows[1]["head"] == "Sana Labs"
-    python_rows = Extractor.from_pretrained(out.model_dir, device="cpu").predict(records)
+    extractor = Extractor.from_pretrained(out.model_dir, device="cpu")
+    python_rows = extractor.predict(records)
     assert [r["relations"] for r in rows] == [r["relations"] for r in python_rows]
+    # issue 20: length-sorted batches answer in input order with the input-order answers
+    many = [{**records[i % 2], "id": f"r{i}", "text": records[0]["text"] + " ." * (i % 7)} if i % 2 == 0
+            else {**records[1], "id": f"r{i}"} for i in range(20)]
+    bucketed, in_order = extractor.predict(many, batch_size=4), extractor.predict(many, batch_size=4, by_length=False)
+    assert [r["id"] for r in bucketed] == [f"r{i}" for i in range(20)]
+    assert [r["relations"] for r in bucketed] == [r["relations"] for r in in_order]
+    for x, y in zip(bucketed, in_order):
+        assert x["scores"].keys() == y["scores"].keys()
+        assert all(abs(x["scores"][k] - y["scores"][k]) < 1e-4 for k in x["scores"])
+    # dynamic int8 quantisation: linear layers replaced, the same rows (labels it knows), on the CPU only
+    quantized = Extractor.from_pretrained(out.model_dir, device="cpu", quantize="int8")
+    def int8_layers(model):
+        return sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in model.modules())
+
+    assert int8_layers(quantized.model) > 0 and int8_layers(extractor.model) == 0
+    q_rows = quantized.predict(records)
+    assert [r["id"] for r in q_rows] == ["a", "b"] and all(set(r["relations"]) <= set(quantized.labels)
+                                                         for r in q_rows)
+    from relforge.validation import InputError
+
+    with pytest.raises(InputError, match="only int8"):
+        Extractor.from_pretrained(out.model_dir, device="cpu", quantize="int4")
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--output", "-", "--quantize",
+                                   "int8", "--window", "1"], input=stdin)
+    assert res.exit_code == 0 and [json.loads(x)["id"] for x in res.stdout.splitlines()] == ["a", "b"]
     # evaluate on a JSON-lines file in the generic format
     gold = tmp_path / "gold.jsonl"
     gold.write_text("".join(json.dumps({**r, "relations": ["born_in"] if r["id"] == "a" else ["located_in"]}) + "\n"

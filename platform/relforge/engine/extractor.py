@@ -49,7 +49,7 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
     def from_pretrained(cls, folder: str | Path, *, device: str | None = None, registry=None,
                         revision: str | None = None, cache_dir: str | Path | None = None,
                         local_files_only: bool = False, token: str | bool | None = None,
-                        force_download: bool = False) -> Extractor:
+                        force_download: bool = False, quantize: str | None = None) -> Extractor:
         """A model folder, a run folder (its ``best/``) or a Hub repository
         id (``org/name``, downloaded into the Hub cache; ``HF_HUB_OFFLINE=1``
         or ``local_files_only`` read the cache only)."""
@@ -63,8 +63,34 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
             local = _download(str(folder), revision=revision, cache_dir=cache_dir, force_download=force_download,
                               local_files_only=local_files_only, token=token)
         model, resolved, meta = load_saved(local, registry=registry)
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(model, resolved, meta, read_results(local))
+        model.to("cpu" if quantize else device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        extractor = cls(model, resolved, meta, read_results(local))
+        if quantize:
+            extractor.quantize(quantize, device=device)
+        return extractor
+
+    def quantize(self, kind: str = "int8", *, device: str | None = None) -> Extractor:
+        """Dynamic int8 quantisation of every linear layer for CPU inference
+        (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
+        quantised on the fly). Predictions can differ from the float model's;
+        ``benchmarks/perf/inference.py`` measures speed and agreement."""
+        from relforge.validation import InputError
+
+        if kind != "int8":
+            raise InputError(f"quantize {kind!r}: only int8 (dynamic quantisation of linear layers) is supported")
+        if device not in (None, "cpu") or next(self.model.parameters()).device.type != "cpu":
+            raise InputError("int8 dynamic quantisation runs on the CPU: drop the device or quantize")
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():  # torch says the eager API moves to torchao; it is what runs here
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+            quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        self.meta["quantized"] = kind
+        return self
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The model folder, its ``results.json`` and a model card
@@ -126,17 +152,26 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
                 for ex in self.to_pair_examples(rec, where=f"record {i + 1}", default_id=str(i))]
 
     def predict(self, records: Sequence[Example | Mapping[str, Any]], *, batch_size: int = 32,
-                top_k: int = 5) -> list[dict[str, Any]]:
+                top_k: int = 5, by_length: bool = True) -> list[dict[str, Any]]:
         """One dict per scored pair (one per input, or one per pair of a
         mention record): id, head, tail, predicted ``relations`` (empty = no
         relation) and the ``top_k`` candidates with their scores; a mention
         record's pairs also carry ``record`` (its id) and ``pair`` (the head
-        and tail entity indices)."""
+        and tail entity indices). ``by_length``: rank in length-sorted
+        batches (less padding), under ``torch.inference_mode``; the rows come
+        back in input order either way."""
         examples = self.to_examples(records)
         # prediction does not read gold labels: a record's own labels (known to the model or not) are
         # neither checked nor needed to rank
         unlabelled = [dataclasses.replace(ex, relations=frozenset()) if ex.relations else ex for ex in examples]
-        rankings = self.model.rank(unlabelled, batch_size=batch_size)
+        # length-bucketed batches: ranked shortest first (less padding per batch), answered in input order
+        order = sorted(range(len(unlabelled)), key=lambda i: len(unlabelled[i].text)) if by_length else \
+            list(range(len(unlabelled)))
+        with torch.inference_mode():
+            ranked = self.model.rank([unlabelled[i] for i in order], batch_size=batch_size)
+        rankings: list[Any] = [None] * len(order)
+        for i, ranking in zip(order, ranked):
+            rankings[i] = ranking
         out = []
         for ex, ranking in zip(examples, rankings):
             relations = decide(ranking, self.model.no_relation, self.resolved.run.decision)

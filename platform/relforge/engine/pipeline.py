@@ -39,13 +39,22 @@ def headline_metric(metric: str) -> str:
 
 
 def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int, decision=None,
-                 label: str = "predict"):
+                 label: str = "predict", by_length: bool = False):
     """(predicted sets, rankings); ``decision`` replaces the run's decision
-    settings; ``label`` names the step in the progress display."""
+    settings; ``label`` names the step in the progress display; with
+    ``by_length`` the examples are ranked in length-sorted batches (less
+    padding; ``relforge evaluate``) and returned in their order."""
     from relforge import progress
 
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].text)) if by_length else None
     with progress.task(label, total=len(examples)):
-        rankings = model.rank(examples, batch_size=batch_size)
+        if order is None:
+            rankings = model.rank(examples, batch_size=batch_size)
+        else:
+            ranked = model.rank([examples[i] for i in order], batch_size=batch_size)
+            rankings = [None] * len(order)
+            for i, r in zip(order, ranked):
+                rankings[i] = r
     no_rel = model.no_relation
     return [decide(r, no_rel, decision or resolved.run.decision) for r in rankings], rankings
 

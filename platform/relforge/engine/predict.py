@@ -44,10 +44,13 @@ def _lines(source: str) -> tuple[Iterator[tuple[int, bytes]], IO[bytes] | None, 
 
 
 def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: int = 32,
-                       on_error: str = "stop") -> PredictReport:
+                       on_error: str = "stop", window: int = 256) -> PredictReport:
     """Predict ``source`` (a JSON-lines path or ``-``) into ``target`` (a
-    path or ``-``), ``batch_size`` records at a time, with progress in input
-    lines (:mod:`relforge.progress`)."""
+    path or ``-``), with progress in input lines (:mod:`relforge.progress`).
+    Pairs are gathered ``window`` at a time (at least ``batch_size``), ranked
+    in length-sorted batches of ``batch_size`` (``Extractor.predict``) and
+    written in input order; memory stays bounded by the window."""
+    window = max(window, batch_size)
     from relforge import progress as shown
 
     report = PredictReport()
@@ -98,7 +101,7 @@ def stream_predictions(extractor: Any, source: str, target: str, *, batch_size: 
                     if example.head.start < example.tail.end and example.tail.start < example.head.end:
                         report.overlapping += 1
                 batch.extend(examples)
-                if len(batch) >= batch_size:
+                if len(batch) >= window:
                     flush()
             flush()
     finally:
