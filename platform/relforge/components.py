@@ -371,7 +371,10 @@ class StageContext:
     configuration and registry (None outside a run); ``resume``: whether a
     stage continues from a checkpoint in ``output_dir`` (the run's own
     ``--resume``; :func:`relforge.engine.stage_training.train_stage` honours
-    it)."""
+    it); ``superseded``: the run resumes from a checkpoint of its own
+    fine-tuning, which already holds whatever the stages trained, so a stage
+    that only changes weights need not train again (``train_stage`` skips;
+    a stage that adds examples must still return them)."""
 
     train_examples: Sequence[Example]
     seed: int = 0
@@ -381,6 +384,7 @@ class StageContext:
     resolved: Any = None
     registry: Any = None
     resume: bool = True
+    superseded: bool = False
 
 
 @dataclass

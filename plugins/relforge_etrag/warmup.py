@@ -48,7 +48,7 @@ class RetrieverWarmup(PretrainingStage):
         finally:
             for p in frozen:
                 p.requires_grad_(True)
-        losses = trainer.step_losses
+        losses = trainer.step_losses if trainer is not None else []
         if context.run is not None and losses:
             context.run.log_metrics({"warmup/loss_first": losses[0], "warmup/loss_last": losses[-1]}, 0)
         if losses:

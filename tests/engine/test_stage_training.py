@@ -92,3 +92,24 @@ def test_stage_settings_are_constant_rate_and_refuse_bad_values(tmp_path):
     with pytest.raises(ValueError, match="nothing to train on"):
         train_stage(Crashing(), [], collate, context=ctx(tmp_path), name="warmup", settings=SETTINGS)
     assert epochs_for_steps(20, 363, 16) == 1.0 and epochs_for_steps(30, 363, 16) == 2.0
+
+
+def test_a_superseded_stage_is_skipped_and_finished_runs_drop_stage_checkpoints(tmp_path, capsys):
+    """A run resuming from its own fine-tuning checkpoint does not train its stages again; once fine-tuning
+    has finished, the stages' checkpoints (a whole model each) are removed."""
+    from relforge.engine.pipeline import drop_stage_checkpoints
+
+    module = Crashing()
+    before = weights(module)
+    skipped = StageContext(train_examples=[], seed=7, output_dir=tmp_path / "pretraining-0", run_dir=tmp_path,
+                           superseded=True)
+    assert train_stage(module, make_data(), collate, context=skipped, name="warmup", settings=SETTINGS) == (None, None)
+    assert module.calls == 0 and all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())
+    assert "not trained again" in capsys.readouterr().out
+    train_stage(Crashing(), make_data(), collate, context=ctx(tmp_path / "pretraining-0"), name="warmup",
+                settings=SETTINGS)
+    (tmp_path / "checkpoint").mkdir()  # the run's own checkpoint is not touched
+    assert (tmp_path / "pretraining-0" / "warmup" / "checkpoint").is_dir()
+    drop_stage_checkpoints(tmp_path)
+    assert not (tmp_path / "pretraining-0" / "warmup" / "checkpoint").exists() and (tmp_path / "checkpoint").is_dir()
+    assert "removed 1 pretraining-stage checkpoint" in capsys.readouterr().out

@@ -117,7 +117,8 @@ def official_answers(rows: Sequence[Mapping[str, Any]], fmt: str, *, where: str 
         labels = [lab for lab in labels if lab != none]
         if len(labels) > 1:
             raise ValueError(f"{where}, row {n}: {len(labels)} {field} relations {sorted(labels)}; the {fmt} "
-                             f"format has one label per example")
+                             f"format has one label per example (multi-label data has no official answer "
+                             f"format: keep the JSON-lines predictions)")
         return labels[0] if labels else none
 
     numeric = fmt == "semeval" and all(str(r.get("id", "")).isdigit() for r in rows)

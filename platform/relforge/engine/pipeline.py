@@ -134,7 +134,8 @@ def plugin_versions(registry) -> dict[str, dict[str, str | None]]:
     return out
 
 
-def run_pretraining(model, data, resolved: ResolvedConfig, registry, run, resume: bool = True):
+def run_pretraining(model, data, resolved: ResolvedConfig, registry, run, resume: bool = True,
+                    superseded: bool = False):
     """The configured pretraining stages in order, each with a
     :class:`~relforge.components.StageContext`. Examples a stage adds (TKRE's
     synthetic data) join the training split, so later stages and fine-tuning
@@ -149,7 +150,8 @@ def run_pretraining(model, data, resolved: ResolvedConfig, registry, run, resume
         print(f"pretraining stage {i + 1}/{len(stages)}: {comp_name}")
         context = StageContext(train_examples=data.splits["train"], seed=resolved.run.seed,
                                output_dir=run.output_dir / f"pretraining-{i}", run_dir=run.output_dir, run=run,
-                               resolved=resolved, registry=registry, resume=resume)
+                               resolved=resolved, registry=registry, resume=resume,
+                               superseded=resume and superseded)
         result = stage.run(model, context)
         if result is None:
             continue
@@ -214,7 +216,11 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if select == "auto":
             select = headline_metric(data.metric)
         train_settings = run_cfg.train.model_copy(update={"select_metric": select})
-        model = run_pretraining(model, data, resolved, registry, run, resume=resume)
+        from relforge.engine.checkpoint import find_checkpoint
+
+        # the run's own checkpoint holds the stages' weights: stages that only train are not run again
+        superseded = resume and find_checkpoint(run.output_dir / "checkpoint") is not None
+        model = run_pretraining(model, data, resolved, registry, run, resume=resume, superseded=superseded)
         # the saved model folder gets the run's configuration with secrets redacted, like config.yaml, and
         # the plugins it was made with (a folder loaded without one names the package to install)
         meta = {"config": run.config, "relforge_run_id": run.run_id, "plugins": plugin_versions(registry)}
@@ -244,6 +250,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
                           evaluate_fn=evaluate_dev if dev else None,
                           save_best_fn=save_best, run=run, progress=progress)
         result = trainer.train(resume=resume)
+        drop_stage_checkpoints(run.output_dir)
         log_model_counts(run, model, "train", result.state.global_step)
         best_dir = result.best_dir
         dev_metrics = dict(result.last_metrics)
@@ -264,6 +271,19 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
                              time.perf_counter() - t0, logged)
         write_result(outcome)
     return outcome
+
+
+def drop_stage_checkpoints(run_dir: Path) -> None:
+    """Once fine-tuning has finished, the pretraining stages' checkpoints
+    (``pretraining-<i>/<stage>/checkpoint``, a whole model each) are not
+    needed to resume: the run's own checkpoint holds their result."""
+    import shutil
+
+    gone = [c for c in sorted(Path(run_dir).glob("pretraining-*/*/checkpoint")) if c.is_dir()]
+    for folder in gone:
+        shutil.rmtree(folder, ignore_errors=True)
+    if gone:
+        print(f"removed {len(gone)} pretraining-stage checkpoint(s): the run's own checkpoint supersedes them")
 
 
 def outcome_metrics(outcome: RunOutcome) -> dict[str, float]:

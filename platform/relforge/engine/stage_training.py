@@ -10,7 +10,10 @@ per-group learning rates (``HasParameterGroups``), logged diagnostics
 (``ReportsDiagnostics``, as ``<prefix>/<name>``), the progress display, and a
 resumable checkpoint in the stage's own folder (``<run>/pretraining-<i>/
 <name>/checkpoint``): a run interrupted during a stage resumes it from the saved
-step, and a stage that finished is not run again when its run resumes.
+step, and a stage that finished is not run again when its run resumes. Once
+fine-tuning has finished, the pipeline removes the stages' checkpoints (the
+run's own checkpoint holds their result), and a run that resumes from its own
+checkpoint does not train its stages again (``StageContext.superseded``).
 
 Randomness inside ``forward`` (masking, sampling negatives) should draw from
 the global generators (``torch``, ``random``): the checkpoint saves and
@@ -44,12 +47,17 @@ def stage_train_config(context: StageContext, **settings: Any) -> TrainConfig:
 
 
 def train_stage(module: torch.nn.Module, items: Sequence[Any], collate: Callable[[Sequence[Any]], Any], *,
-                context: StageContext, name: str, settings: Mapping[str, Any]) -> tuple[TrainResult, Trainer]:
+                context: StageContext, name: str, settings: Mapping[str, Any]
+                ) -> tuple[TrainResult | None, Trainer | None]:
     """Train ``module`` on ``items`` with the engine's loop; metrics are
     logged as ``<name>/loss``, ``<name>/lr`` and ``<name>/<diagnostic>``.
-    Returns the loop's result and the trainer (``step_losses``)."""
+    Returns the loop's result and the trainer (``step_losses``), or
+    ``(None, None)`` when ``context.superseded`` (nothing to train again)."""
     if not items:
         raise ValueError(f"{name}: nothing to train on (no examples)")
+    if context.superseded and context.resume:
+        print(f"{name}: not trained again: the run resumes from its own checkpoint, which holds this stage's result")
+        return None, None
     cfg = stage_train_config(context, **dict(settings))
     # a folder of the stage's own (by its last name part) inside the stage's folder: a checkpoint another stage
     # left in a shared folder is never resumed as this one's
