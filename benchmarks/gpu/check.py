@@ -107,19 +107,27 @@ class Check:
                 "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
         try:
             import torch
-
-            info.update(torch=torch.__version__, cuda_build=torch.version.cuda, cuda=torch.cuda.is_available())
-            if torch.cuda.is_available():
-                p = torch.cuda.get_device_properties(0)
-                info.update(device=p.name, memory_gib=round(p.total_memory / 2**30, 1), devices=torch.cuda.device_count(),
-                            capability=f"{p.major}.{p.minor}", bf16=torch.cuda.is_bf16_supported())
         except ImportError:
+            torch = None
             info["torch"] = None
+        try:
+            if torch is not None:
+                info.update(torch=torch.__version__, cuda_build=torch.version.cuda, cuda=torch.cuda.is_available())
+            if torch is not None and torch.cuda.is_available():
+                p = torch.cuda.get_device_properties(0)
+                info.update(device=p.name, memory_gib=round(p.total_memory / 2**30, 1),
+                            devices=torch.cuda.device_count(), capability=f"{p.major}.{p.minor}",
+                            bf16=torch.cuda.is_bf16_supported())
+        except RuntimeError as exc:  # a driver that torch cannot talk to
+            info["cuda_error"] = f"{type(exc).__name__}: {exc}"
         info["cupy"] = cupy_available()
         smi = shutil.which("nvidia-smi")
         if smi:
-            res = subprocess.run([smi], capture_output=True, text=True, timeout=60)
-            (self.out / "nvidia-smi.txt").write_text(res.stdout + res.stderr, encoding="utf-8")
+            try:
+                res = subprocess.run([smi], capture_output=True, text=True, timeout=60)
+                (self.out / "nvidia-smi.txt").write_text(res.stdout + res.stderr, encoding="utf-8")
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                info["nvidia_smi_error"] = f"{type(exc).__name__}: {exc}"
         (self.out / "env.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
         status = "passed" if info.get("cuda") or self.dry_run else "failed"
         self.record("env", status, time.perf_counter() - t,
@@ -136,7 +144,8 @@ class Check:
             self.command("install", cmd, "install.txt", share=0.3)
 
     def tests(self) -> None:
-        # exit code 5: every test was deselected or none collected; skips (no device) count as passing in dry runs
+        # the GPU tests are collected on any machine and skip without a device (exit code 0); none collected
+        # (exit code 5) is a failure
         self.command("tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
                                "tests/decoding"], "pytest-gpu.txt", share=0.35, ok_codes=(0,),
                      note="" if cuda_available() else "no CUDA device: the GPU tests skip")
@@ -148,11 +157,13 @@ class Check:
                      env={"PYTHONPATH": f"{ROOT / 'platform'}{os.pathsep}{ROOT / 'plugins'}"})
 
     def train(self) -> None:
-        overrides = [f"tracking.tracking_uri=sqlite:///{self.out / 'train' / 'mlflow.db'}"]
-        if self.dry_run or not cuda_available():
-            overrides += DRY_TRAIN
+        overrides = DRY_TRAIN if self.dry_run or not cuda_available() else []
+        (self.out / "train").mkdir(parents=True, exist_ok=True)
+        # --rerun: a second check into the same folder trains again instead of reporting the earlier cells;
+        # the suite's parent run and its cells log to the results folder's own store
         self.command("train", [sys.executable, "-m", "relforge", "--quiet", "bench", str(SUITE), *overrides,
-                               "--output-dir", str(self.out / "train" / "runs")], "train.txt", share=0.95,
+                               "--rerun", "--output-dir", str(self.out / "train" / "runs")], "train.txt", share=0.95,
+                     env={"MLFLOW_TRACKING_URI": f"sqlite:///{self.out / 'train' / 'mlflow.db'}"},
                      note="every method, bf16" if cuda_available() and not self.dry_run
                      else "every method, 1 step, full precision (dry run)")
 

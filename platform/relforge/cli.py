@@ -278,6 +278,9 @@ def evaluate(
         episodes = own.get("kind") == "episodes" or bool(episode_settings)
     if episode_settings and not episodes:
         _fail("--sampling sets episodes; drop --no-episodes")
+    if episodes and (metric is not None or unknown_labels != "error"):
+        _fail("episodes are scored by accuracy over each episode's own relations: --metric and --unknown-labels "
+              "do not apply (drop them, or pass --no-episodes)")
     if episodes:
         base = {k: v for k, v in own.items() if k != "kind"} if own.get("kind") == "episodes" else {}
         episode_settings.pop("kind", None)

@@ -370,8 +370,9 @@ class StageContext:
     tags, artifacts) or None; ``resolved`` and ``registry``: the run's
     configuration and registry (None outside a run); ``resume``: whether a
     stage continues from a checkpoint in ``output_dir`` (the run's own
-    ``--resume``; :func:`relforge.engine.stage_training.train_stage` honours
-    it); ``superseded``: the run resumes from a checkpoint of its own
+    ``--resume``, passed by the pipeline; off for a stage run by hand;
+    :func:`relforge.engine.stage_training.train_stage` honours it);
+    ``progress``: show the stage's progress; ``superseded``: the run resumes from a checkpoint of its own
     fine-tuning, which already holds whatever the stages trained, so a stage
     that only changes weights need not train again (``train_stage`` skips;
     a stage that adds examples must still return them)."""
@@ -383,8 +384,9 @@ class StageContext:
     run: Any = None
     resolved: Any = None
     registry: Any = None
-    resume: bool = True
+    resume: bool = False
     superseded: bool = False
+    progress: bool = True
 
 
 @dataclass

@@ -93,15 +93,16 @@ def _duration(seconds: float) -> str:
 class Task:
     """One step being waited on: ``advance(n)``, ``update(status=...)``."""
 
-    def __init__(self, label: str, total: int | None, unit: str, how: str) -> None:
+    def __init__(self, label: str, total: int | None, unit: str, how: str, done: int = 0) -> None:
         self.label, self.total, self.unit, self.how = label, total, unit, how
-        self.done, self.status = 0, ""
+        #: ``done0``: what was done before this process started (a resumed run): not in the rate
+        self.done, self.done0, self.status = done, done, ""
         self.t0 = self._last_line = time.perf_counter()
         self._printed = False
         self._rich_id = None
         self._lock = threading.Lock()  # advanced from worker threads too (LLM requests)
         if how == "rich":
-            self._rich_id = _rich_display().add_task(label, total=total, status="")
+            self._rich_id = _rich_display().add_task(label, total=total, status="", completed=done)
 
     def advance(self, n: int = 1, *, status: str | None = None) -> None:
         with self._lock:
@@ -126,14 +127,14 @@ class Task:
     def line(self) -> str:
         """The plain-text progress line as it stands."""
         elapsed = time.perf_counter() - self.t0
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.done0) / elapsed if elapsed > 0 else 0.0
         parts = [f"{self.done}/{self.total} ({100 * self.done / self.total:.0f}%)" if self.total
                  else f"{self.done} {self.unit}"]
-        if self.done:
+        if self.done > self.done0 and rate > 0:
             one = self.unit[:-1] if self.unit.endswith("s") else self.unit
             parts.append(f"{rate:.3g} {self.unit}/s" if rate >= 0.1 else f"{1 / rate:.3g} s per {one}")
         parts.append(f"{_duration(elapsed)} elapsed")
-        if self.total and self.done and self.done < self.total:
+        if self.total and rate > 0 and self.done < self.total:
             parts.append(f"~{_duration((self.total - self.done) / rate)} left")
         if self.status:
             parts.append(self.status)
@@ -162,17 +163,20 @@ def _rich_display():
 
         _rich = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                          TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                         console=Console(file=_stream()), transient=True)
+                         console=Console(file=_stream()), transient=True,
+                         # what the program prints goes where it was going (a redirected stdout stays a log)
+                         redirect_stdout=False, redirect_stderr=False)
         _rich.start()
     return _rich
 
 
 @contextmanager
-def task(label: str, total: int | None = None, *, unit: str = "examples") -> Iterator[Task]:
+def task(label: str, total: int | None = None, *, unit: str = "examples", done: int = 0) -> Iterator[Task]:
     """A step shown while it runs (see the module's text); ``total`` None
-    for a step of unknown length (loading)."""
+    for a step of unknown length (loading); ``done``: already done before
+    (a resumed run), shown but not counted in the speed."""
     global _rich
-    t = Task(label, total, unit, mode())
+    t = Task(label, total, unit, mode(), done)
     _open.append(t)
     try:
         yield t

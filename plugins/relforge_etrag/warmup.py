@@ -9,7 +9,7 @@ from pydantic import Field
 from relforge.components import (
     Ability, HasRetriever, PretrainingStage, REModel, Settings, StageContext, StageResult,
 )
-from relforge.engine.stage_training import epochs_for_steps, train_stage
+from relforge.engine.stage_training import epochs_for_steps, superseded, train_stage
 
 
 class RetrieverWarmup(PretrainingStage):
@@ -34,6 +34,8 @@ class RetrieverWarmup(PretrainingStage):
         params = model.retriever_parameters()
         if not params or s.steps == 0:
             print("etrag.retriever_warmup: nothing to warm up (the model does not retrieve: k = 0, or steps = 0)")
+            return StageResult()
+        if superseded(context, "warmup"):
             return StageResult()
         frozen = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in params)]
         features = model.features(context.train_examples, training=True)

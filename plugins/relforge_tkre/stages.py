@@ -25,7 +25,7 @@ from relforge.components import (
     Ability, HasEncoder, HasParameterGroups, ModelOutput, PretrainingStage, REModel, ReportsDiagnostics, Settings,
     StageContext, StageResult,
 )
-from relforge.engine.stage_training import train_stage
+from relforge.engine.stage_training import superseded, train_stage
 from relforge.data.example import Example
 
 from .knowledge import _find
@@ -252,6 +252,8 @@ class MaskedSpanLMStage(PretrainingStage):
 
     def run(self, model: REModel, context: StageContext) -> StageResult:
         _check_model(model, f"tkre.{self.name}")
+        if superseded(context, f"pretraining/{self.stage_label}"):
+            return StageResult()
         s = self.settings
         tokenizer = model.tokenizer
         corpus, counts = build_corpus(context.train_examples, context, s.sources, model.no_relation)

@@ -117,3 +117,22 @@ def test_the_training_step_shows_no_loss_before_the_first_step_has_one():
     bar.advance(1, loss=1.0)
     bar.close()
     assert progress.current() is None
+
+
+def test_a_resumed_step_counts_only_its_own_progress_in_the_speed():
+    out = io.StringIO()
+    progress.configure(stream=out, interval=0.0)
+    with progress.task("train", total=100, unit="steps", done=90) as t:
+        t.update()
+        assert "90/100 (90%)" in out.getvalue() and "steps/s" not in out.getvalue()  # no speed from old steps
+        t.advance(1)
+    assert "91/100" in out.getvalue() and "done, 91 steps" in out.getvalue()
+
+
+def test_the_live_display_leaves_stdout_where_it_goes(capsys):
+    """A live display on a terminal's stderr must not pull the program's own stdout (a log, a pipe) onto it."""
+    progress.configure(stream=io.StringIO(), mode="rich")
+    with progress.task("train", total=2):
+        print("epoch 1/2: a line for the log")
+    captured = capsys.readouterr()
+    assert "epoch 1/2: a line for the log" in captured.out

@@ -158,5 +158,7 @@ def test_pipeline_scores_test_episodes_with_a_classifier(tiny_bert_dir, tmp_path
     assert res.exit_code == 2 and "9-way 2-shot episodes" in res.output and "only 3 have" in res.output
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--sampling", "way=3"])
     assert res.exit_code == 2 and res.output.strip() == "error: --sampling way: unknown key", res.output
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--metric", "micro_f1"])
+    assert res.exit_code == 2 and "--metric and --unknown-labels do not apply" in res.output
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--set", "oops"])
     assert res.exit_code == 2 and "--set" in res.output

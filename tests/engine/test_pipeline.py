@@ -158,6 +158,8 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
                                                          for r in q_rows)
     from relforge.validation import InputError
 
+    with pytest.raises(InputError, match="quantized .* cannot be saved"):
+        quantized.save_pretrained(tmp_path / "q")
     with pytest.raises(InputError, match="only int8"):
         Extractor.from_pretrained(out.model_dir, device="cpu", quantize="int4")
     res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--output", "-", "--quantize",

@@ -102,7 +102,7 @@ def test_a_superseded_stage_is_skipped_and_finished_runs_drop_stage_checkpoints(
     module = Crashing()
     before = weights(module)
     skipped = StageContext(train_examples=[], seed=7, output_dir=tmp_path / "pretraining-0", run_dir=tmp_path,
-                           superseded=True)
+                           resume=True, superseded=True)
     assert train_stage(module, make_data(), collate, context=skipped, name="warmup", settings=SETTINGS) == (None, None)
     assert module.calls == 0 and all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())
     assert "not trained again" in capsys.readouterr().out
@@ -113,3 +113,39 @@ def test_a_superseded_stage_is_skipped_and_finished_runs_drop_stage_checkpoints(
     drop_stage_checkpoints(tmp_path)
     assert not (tmp_path / "pretraining-0" / "warmup" / "checkpoint").exists() and (tmp_path / "checkpoint").is_dir()
     assert "removed 1 pretraining-stage checkpoint" in capsys.readouterr().out
+
+
+def test_a_stage_run_by_hand_leaves_no_checkpoint_and_a_nan_names_the_stage(tmp_path, monkeypatch):
+    from relforge.engine.trainer import NonFiniteLossError
+
+    monkeypatch.chdir(tmp_path)
+    by_hand = StageContext(train_examples=[], seed=7)  # no run folder: resume off, checkpoint in a temporary folder
+    _, trainer = train_stage(Crashing(), make_data(), collate, context=by_hand, name="warmup", settings=SETTINGS)
+    assert len(trainer.step_losses) == 8 and list(tmp_path.iterdir()) == []
+
+    class Diverges(TinyRegressor):
+        def forward(self, batch):
+            out = super().forward(batch)
+            out.loss = out.loss * float("nan")
+            return out
+
+    with pytest.raises(NonFiniteLossError, match=r"^pretraining/toy: the training loss became nan at step 0"):
+        train_stage(Diverges(), make_data(), collate, context=by_hand, name="pretraining/toy", settings=SETTINGS)
+
+
+def test_a_run_stopped_during_a_stage_is_checked_against_the_new_configuration(tmp_path):
+    """Resuming a folder whose only checkpoint is a stage's (stopped before fine-tuning saved one) is refused
+    under another configuration, as a folder with the run's own checkpoint is."""
+    import yaml
+
+    from relforge.config import ConfigError, load_config, redact
+    from relforge.engine.pipeline import check_same_run
+
+    old = load_config([], ["method=etrag", "data.dataset=quickstart", "pretraining.0.learning_rate=1e-4"])
+    new = load_config([], ["method=etrag", "data.dataset=quickstart", "pretraining.0.learning_rate=5e-4"])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(redact(old.data)))
+    check_same_run(tmp_path, new)  # nothing to resume yet: no check
+    (tmp_path / "pretraining-0" / "warmup" / "checkpoint").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="another configuration"):
+        check_same_run(tmp_path, new)
+    check_same_run(tmp_path, old)

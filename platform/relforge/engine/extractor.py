@@ -98,6 +98,11 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
         from relforge.engine.checkpoint import share_files
         from relforge.engine.hub import RESULTS_FILE
         from relforge.models.backbone import quiet_local_io
+        from relforge.validation import InputError
+
+        if self.meta.get("quantized"):
+            raise InputError(f"this model was quantized ({self.meta['quantized']}) for inference and cannot be "
+                             f"saved or pushed: load it again without quantize")
 
         keep = {k: self.meta[k] for k in ("config", "relforge_run_id", "plugins") if k in self.meta}
         with quiet_local_io():

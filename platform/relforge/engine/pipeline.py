@@ -92,7 +92,9 @@ def check_same_run(folder: Path, resolved: ResolvedConfig) -> None:
     from relforge.config import ConfigError, identity_differences, redact
 
     saved = folder / "config.yaml"
-    if not saved.is_file() or not any((folder / name).exists() for name in ("checkpoint", "best")):
+    resumable = any((folder / name).exists() for name in ("checkpoint", "best")) or any(
+        folder.glob("pretraining-*/*/checkpoint"))  # a run stopped during a stage resumes that stage
+    if not saved.is_file() or not resumable:
         return
     try:
         old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
@@ -135,7 +137,7 @@ def plugin_versions(registry) -> dict[str, dict[str, str | None]]:
 
 
 def run_pretraining(model, data, resolved: ResolvedConfig, registry, run, resume: bool = True,
-                    superseded: bool = False):
+                    superseded: bool = False, progress: bool = True):
     """The configured pretraining stages in order, each with a
     :class:`~relforge.components.StageContext`. Examples a stage adds (TKRE's
     synthetic data) join the training split, so later stages and fine-tuning
@@ -151,7 +153,7 @@ def run_pretraining(model, data, resolved: ResolvedConfig, registry, run, resume
         context = StageContext(train_examples=data.splits["train"], seed=resolved.run.seed,
                                output_dir=run.output_dir / f"pretraining-{i}", run_dir=run.output_dir, run=run,
                                resolved=resolved, registry=registry, resume=resume,
-                               superseded=resume and superseded)
+                               superseded=resume and superseded, progress=progress)
         result = stage.run(model, context)
         if result is None:
             continue
@@ -220,7 +222,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
 
         # the run's own checkpoint holds the stages' weights: stages that only train are not run again
         superseded = resume and find_checkpoint(run.output_dir / "checkpoint") is not None
-        model = run_pretraining(model, data, resolved, registry, run, resume=resume, superseded=superseded)
+        model = run_pretraining(model, data, resolved, registry, run, resume=resume, superseded=superseded,
+                                progress=progress)
         # the saved model folder gets the run's configuration with secrets redacted, like config.yaml, and
         # the plugins it was made with (a folder loaded without one names the package to install)
         meta = {"config": run.config, "relforge_run_id": run.run_id, "plugins": plugin_versions(registry)}

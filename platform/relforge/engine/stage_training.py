@@ -21,8 +21,11 @@ restores them, so a resumed stage continues as an uninterrupted one would.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,20 +58,33 @@ def train_stage(module: torch.nn.Module, items: Sequence[Any], collate: Callable
     ``(None, None)`` when ``context.superseded`` (nothing to train again)."""
     if not items:
         raise ValueError(f"{name}: nothing to train on (no examples)")
-    if context.superseded and context.resume:
-        print(f"{name}: not trained again: the run resumes from its own checkpoint, which holds this stage's result")
+    if superseded(context, name):
         return None, None
     cfg = stage_train_config(context, **dict(settings))
-    # a folder of the stage's own (by its last name part) inside the stage's folder: a checkpoint another stage
-    # left in a shared folder is never resumed as this one's
-    folder = context.output_dir / name.split("/")[-1]
-    trainer = Trainer(module, items, collate, cfg, folder, seed=context.seed, run=context.run,
-                      progress=True, metric_prefix=name, label=name)
-    result = trainer.train(resume=context.resume)
+    with contextlib.ExitStack() as stack:
+        base = Path(context.output_dir)
+        if base == Path(".") and context.run is None:  # a stage run by hand: its checkpoint is not left behind
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="relforge-stage-")))
+        # a folder of the stage's own (by its last name part) inside the stage's folder: a checkpoint another
+        # stage left in a shared folder is never resumed as this one's
+        folder = base / name.split("/")[-1]
+        trainer = Trainer(module, items, collate, cfg, folder, seed=context.seed, run=context.run,
+                          progress=context.progress, metric_prefix=name, label=name)
+        result = trainer.train(resume=context.resume)
     if not trainer.step_losses and result.state.finished:
         print(f"{name}: finished earlier ({trainer.checkpoint_dir}, step {result.state.global_step}); "
               f"its weights were loaded from there")
     return result, trainer
+
+
+def superseded(context: StageContext, name: str) -> bool:
+    """Whether the run resumes from its own fine-tuning checkpoint (which
+    holds what the stage trained): said once, for a stage to return early
+    before any costly set-up."""
+    if context.superseded and context.resume:
+        print(f"{name}: not trained again: the run resumes from its own checkpoint, which holds this stage's result")
+        return True
+    return False
 
 
 def epochs_for_steps(steps: int, n_items: int, batch_size: int) -> float:

@@ -247,9 +247,9 @@ class Trainer:
         running: list[float] = []
         t0, step0 = time.perf_counter(), self.state.global_step
         logged_step = self.state.global_step
-        bar = _Progress(self.total_steps, enabled=self.progress and acc.is_local_main_process, label=self.label)
+        bar = _Progress(self.total_steps, enabled=self.progress and acc.is_local_main_process, label=self.label,
+                        done=self.state.global_step)
         try:
-            bar.advance(self.state.global_step)
             while self.state.epoch < num_epochs and not self._done():
                 loader = self.loader
                 if self.state.batches_in_epoch:
@@ -319,8 +319,9 @@ class Trainer:
             loss = self.model(batch).loss
             finite = torch.isfinite(loss.detach()).float().reshape(1)
             if acc.gather(finite).min() < 1:
+                where = "" if self.metric_prefix == "train" else f"{self.label}: "
                 raise NonFiniteLossError(
-                    f"the training loss became {float(loss.detach())} at step {self.state.global_step} "
+                    f"{where}the training loss became {float(loss.detach())} at step {self.state.global_step} "
                     f"(epoch {self.state.epoch}); stopping. The last good checkpoint is "
                     f"{find_checkpoint(self.checkpoint_dir) or '(none saved yet)'}. "
                     f"Try a lower learning rate, gradient clipping or full precision.")
@@ -405,10 +406,10 @@ class _Progress:
     with the running loss and speed, on the main process only; no loss is
     shown before the first optimizer step has one."""
 
-    def __init__(self, total: int, enabled: bool, label: str = "train") -> None:
+    def __init__(self, total: int, enabled: bool, label: str = "train", done: int = 0) -> None:
         from relforge import progress
 
-        self._cm = progress.task(label, total=total, unit="steps") if enabled else None
+        self._cm = progress.task(label, total=total, unit="steps", done=done) if enabled else None
         self.task = self._cm.__enter__() if self._cm is not None else None
         if self.task is not None:
             self.task.update(status="first step ...")
