@@ -115,3 +115,53 @@ def test_scoring_passes_the_cache_under_the_backbones_own_name(seq2seq, recwarn,
     assert torch.isfinite(scores.total).all()
     assert not [w for w in recwarn if "past_key_values" in str(w.message)]
     assert "past_key_values" not in caplog.text
+
+
+def test_shared_prefix_scores_carry_the_gradients_of_teacher_forcing_each_candidate(seq2seq):
+    """issue 20: score_trie(grad=True) decodes each shared prefix once per example; its candidate
+    log-likelihoods and their gradients (to the encoder states and the decoder's weights) equal one
+    teacher-forced pass per candidate."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    model, tok = seq2seq
+    trie = LabelTrie.from_texts(tok, {r: r for r in RELATIONS})
+    enc = tok(SOURCES[:2], return_tensors="pt", padding=True)
+    allowed = [RELATIONS, ["founder", "founder of", "founded by", "spouse"]]
+    mask = trie.label_mask(allowed)
+    weight = next(p for n, p in model.named_parameters() if "decoder" in n and p.dim() == 2)
+
+    def grads(loss, hidden):
+        model.zero_grad()
+        g_hidden, = torch.autograd.grad(loss, hidden, retain_graph=True)
+        loss.backward()
+        return g_hidden, weight.grad.detach().clone()
+
+    hidden = encode(model, enc.input_ids, enc.attention_mask).detach().requires_grad_(True)
+    shared = score_trie(model, trie, hidden, enc.attention_mask, mask, grad=True)
+    assert shared.total.requires_grad
+    coef = torch.linspace(0.5, 1.5, len(trie.labels))  # a different weight per label, as a loss gives
+    loss_shared = (torch.where(mask, shared.total, 0.0) * coef).sum()
+    g_shared = grads(loss_shared, hidden)
+
+    hidden_ref = hidden.detach().clone().requires_grad_(True)
+    start = decoder_start_id(model)
+    ref = torch.zeros(2, len(trie.labels))
+    terms = []
+    for i in range(2):
+        for j, lab in enumerate(trie.labels):
+            if not mask[i, j]:
+                continue
+            seq = trie.sequences[lab]
+            out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden_ref[i:i + 1]),
+                        attention_mask=enc.attention_mask[i:i + 1],
+                        decoder_input_ids=torch.tensor([[start, *seq[:-1]]]))
+            lp = torch.log_softmax(out.logits[0].float(), -1)[torch.arange(len(seq)), torch.tensor(seq)].sum()
+            ref[i, j] = lp.detach()
+            terms.append(lp * coef[j])
+    g_ref = grads(torch.stack(terms).sum(), hidden_ref)
+    assert torch.allclose(torch.where(mask, shared.total, 0.0).detach(), ref, atol=1e-4)
+    assert torch.allclose(g_shared[0], g_ref[0], atol=1e-4, rtol=1e-3)
+    assert torch.allclose(g_shared[1], g_ref[1], atol=1e-4, rtol=1e-3)
+    # without grad (the default) nothing is recorded
+    assert not score_trie(model, trie, hidden, enc.attention_mask, mask).total.requires_grad
+    model.zero_grad()  # the fixture's model is shared with other tests

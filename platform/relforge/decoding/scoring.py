@@ -80,14 +80,25 @@ def encode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     return model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-@torch.no_grad()
 def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                label_mask: torch.Tensor | None = None, max_rows: int = 2048,
-               exact: bool = True) -> TrieScores:
+               exact: bool = True, grad: bool = False) -> TrieScores:
     """Score all labels for every example (see the module docstring).
 
     ``max_rows`` bounds the decoder rows of one chunk of examples (memory: each
-    row holds a copy of its example's cross-attention cache)."""
+    row holds a copy of its example's cross-attention cache). With ``grad``
+    the scores carry gradients to the decoder and to ``encoder_hidden``: each
+    shared prefix is decoded once per example and every candidate's
+    log-likelihood is gathered from that shared pass (equal to teacher
+    forcing each candidate alone, values and gradients, in eval mode; tested)
+    -- what a loss over candidates needs at a fraction of a pass per
+    candidate."""
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        return _score_trie(model, trie, encoder_hidden, attention_mask, label_mask, max_rows, exact)
+
+
+def _score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                label_mask: torch.Tensor | None, max_rows: int, exact: bool) -> TrieScores:
     from transformers.modeling_outputs import BaseModelOutput
 
     device = encoder_hidden.device
@@ -98,8 +109,8 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
     arr = trie.arrays(device)
     real = trie.edge_real.to(device)
     n_edges = arr.edge_token.numel()
-    edge_lp = torch.zeros(n_ex, n_edges, device=device)
-    edge_branch = torch.zeros(n_ex, n_edges, device=device)
+    # every level's (example, edge) -> value, assembled at the end out of place (gradients flow through)
+    lp_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     # widest level of the Trie bounds the rows one example can need
     per_example = int(torch.bincount(trie.node_depth).max())
     chunk = max(1, max_rows // per_example)
@@ -132,8 +143,7 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
             lp_ok = torch.where(ok, lp, float("-inf"))
             norm = torch.logsumexp(lp_ok, dim=1, keepdim=True)
             rows_ex = ex[:, None].expand_as(edge)
-            edge_lp[rows_ex[ok], edge[ok]] = lp[ok]
-            edge_branch[rows_ex[ok], edge[ok]] = (lp - norm)[ok]
+            lp_parts.append((rows_ex[ok], edge[ok], lp[ok], (lp - norm)[ok]))
             # children that have outgoing real edges become the next level
             child = arr.edge_child[edge]
             nxt = ok & expand[child]
@@ -145,6 +155,15 @@ def score_trie(model, trie: LabelTrie, encoder_hidden: torch.Tensor, attention_m
             nodes = child[parent_row, slot]
             tokens = arr.edge_token[edge[parent_row, slot]]
         del past
+    flat_idx = torch.cat([r * n_edges + e for r, e, _, _ in lp_parts]) if lp_parts else \
+        torch.zeros(0, dtype=torch.long, device=device)
+    dtype = lp_parts[0][2].dtype if lp_parts else torch.float32
+    edge_lp = torch.zeros(n_ex * n_edges, device=device, dtype=dtype).index_put(
+        (flat_idx,), torch.cat([v for _, _, v, _ in lp_parts]) if lp_parts else torch.zeros(0, device=device)
+    ).view(n_ex, n_edges)
+    edge_branch = torch.zeros(n_ex * n_edges, device=device, dtype=dtype).index_put(
+        (flat_idx,), torch.cat([b for _, _, _, b in lp_parts]) if lp_parts else torch.zeros(0, device=device)
+    ).view(n_ex, n_edges)
     paths = trie.label_paths.to(device)
     valid = paths >= 0
     idx = paths.clamp(min=0)
