@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 
 from relforge.components import Ability, LearnsThreshold, Loss, Seq2SeqBatch, Seq2SeqOutput, Settings
 
-from .scoring import CandidateScores, TargetCache, score_candidates
+from .scoring import CandidateScores, TargetCache, score_candidates, score_candidates_shared
 
 
 class ContrastiveThresholdSettings(Settings):
@@ -61,6 +61,11 @@ class ContrastiveThresholdSettings(Settings):
     smoothing: Literal["uniform", "label"] = "label"
     #: sequence score: "mean" (length-normalised log-probability) or "sum"
     normalize: Literal["mean", "sum"] = "mean"
+    #: how candidates are scored with gradients: "padded", one teacher-forced decoder row per (example,
+    #: candidate); "shared", the core's shared-prefix scorer (relforge.decoding.scoring.score_trie with
+    #: grad=True: the same values and gradients in eval mode, about 2x faster on NYT's labels; in training
+    #: the candidates of an example share dropout masks)
+    scoring: Literal["padded", "shared"] = "padded"
 
     @model_validator(mode="after")
     def _something_to_train(self):
@@ -182,8 +187,13 @@ class ContrastiveThresholdLoss(Loss, LearnsThreshold, torch.nn.Module):
             hidden = outputs.encoder_hidden
             att = outputs.attention_mask.to(hidden.device)
             keep = self.hard_negatives(model, hidden, att, candidates, gold) if s.negatives == "hard" else None
-            scored = score_candidates(model.backbone, tok, hidden, att, candidates, gold, cache=self._targets,
-                                      normalize=s.normalize, keep=keep, max_target_length=model.max_target_length)
+            if s.scoring == "shared":
+                scored = score_candidates_shared(model.backbone, tok, hidden, att, candidates, gold,
+                                                 normalize=s.normalize, keep=keep,
+                                                 max_target_length=model.max_target_length)
+            else:
+                scored = score_candidates(model.backbone, tok, hidden, att, candidates, gold, cache=self._targets,
+                                          normalize=s.normalize, keep=keep, max_target_length=model.max_target_length)
             # the engine makes one training row per gold target of an example: each row carries
             # 1/|gold| of the example's contrastive term, so every example counts once per epoch
             weights = torch.tensor([1.0 / max(1, len(g)) for g in gold])

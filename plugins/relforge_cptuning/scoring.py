@@ -121,3 +121,56 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
     col = torch.tensor([j for labs in labels for j in range(len(labs))], device=device)
     scores = scores.index_put((rows, col), value)
     return CandidateScores(scores, valid, is_gold, labels)
+
+
+def score_candidates_shared(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                            candidates: Sequence[Mapping[str, str]], gold: Sequence[Sequence[str]], *,
+                            normalize: str = "mean", keep: Sequence[Sequence[str]] | None = None,
+                            max_target_length: int | None = None) -> CandidateScores:
+    """:func:`score_candidates` through the core's shared-prefix scorer
+    (``score_trie(grad=True)``): the batch's candidates in one Trie, each
+    shared prefix decoded once per example, the same scores and gradients.
+    A candidate longer than ``max_target_length`` tokens is refused (the
+    padded scorer cuts it; cutting a Trie path would merge labels)."""
+    from relforge.decoding.decoders import batch_trie
+    from relforge.decoding.scoring import score_trie
+
+    if normalize not in ("mean", "sum"):
+        raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
+    if len(candidates) != encoder_hidden.shape[0] or len(gold) != len(candidates):
+        raise ValueError(f"{encoder_hidden.shape[0]} encoded rows, {len(candidates)} candidate sets and "
+                         f"{len(gold)} gold lists")
+    device = encoder_hidden.device
+    labels = [[lab for lab in cand if keep is None or lab in set(keep[i])] for i, cand in enumerate(candidates)]
+    rows_cands = [{lab: cand[lab] for lab in labs} for cand, labs in zip(candidates, labels)]
+    trie, names, mask = batch_trie(tokenizer, rows_cands)
+    if max_target_length is not None and int(trie.label_lengths.max()) > max_target_length:
+        raise ValueError(f"a candidate has {int(trie.label_lengths.max())} target tokens, more than "
+                         f"max_target_length ({max_target_length}): raise model.max_target_length or use "
+                         f"loss.scoring: padded")
+    sc = score_trie(backbone, trie, encoder_hidden, attention_mask, mask, grad=True)
+    value = sc.total / sc.lengths.clamp(min=1).to(sc.total.dtype) if normalize == "mean" else sc.total
+    column = {(names[trie.labels[j]], trie.labels[j]): j for j in range(len(trie.labels))}
+    by_text = {}
+    for (lab, pid), j in column.items():
+        by_text.setdefault(lab, []).append(j)
+    width = max((len(x) for x in labels), default=0)
+    n_rows = len(candidates)
+    valid = torch.zeros(n_rows, width, dtype=torch.bool, device=device)
+    is_gold = torch.zeros(n_rows, width, dtype=torch.bool, device=device)
+    rows, cols, src = [], [], []
+    for i, labs in enumerate(labels):
+        g = set(gold[i])
+        allowed = mask[i]
+        for k, lab in enumerate(labs):
+            j = next(j for j in by_text[lab] if bool(allowed[j]))  # the row's own (label, text) pair
+            valid[i, k] = True
+            is_gold[i, k] = lab in g
+            rows.append(i)
+            cols.append(k)
+            src.append(j)
+    scores = torch.full((n_rows, width), float("-inf"), device=device, dtype=value.dtype)
+    if rows:
+        r = torch.tensor(rows, device=device)
+        scores = scores.index_put((r, torch.tensor(cols, device=device)), value[r, torch.tensor(src, device=device)])
+    return CandidateScores(scores, valid, is_gold, labels)

@@ -121,3 +121,26 @@ def test_free_generation_decoder_maps_to_candidate_labels(tiny_cptuning):
     for ranking, r in zip(out, rendered):
         assert 1 <= len(ranking) <= 2 and all(c.label in r.candidates for c in ranking)
         assert all(math.isfinite(c.score) and c.score <= 0 for c in ranking)
+
+
+@pytest.mark.parametrize("extra", [[], ["loss.negatives=hard", "loss.num_hard=1", "loss.normalize=sum"]])
+def test_shared_prefix_scoring_gives_the_padded_loss_and_gradients(tiny_t5_dir, extra):
+    """issue 20: loss.scoring: shared (the core's score_trie(grad=True)) equals the padded rows in eval
+    mode: the same contrastive loss and the same gradients."""
+    values, grads = {}, {}
+    model, data = build(cptuning_config(tiny_t5_dir, "loss.generation_weight=0", *extra))
+    model.eval()
+    batch = _batch(model, data.splits["train"][:4])
+    for scoring in ("padded", "shared"):
+        model.loss_fn.settings = model.loss_fn.settings.model_copy(update={"scoring": scoring})
+        model.zero_grad()
+        loss = model(batch).loss
+        loss.backward()
+        values[scoring] = float(loss)
+        grads[scoring] = model.backbone.get_encoder().embed_tokens.weight.grad.detach().clone()
+    assert values["shared"] == pytest.approx(values["padded"], abs=1e-4)
+    assert torch.allclose(grads["shared"], grads["padded"], atol=1e-5, rtol=1e-3)
+    assert grads["shared"].abs().sum() > 0
+    model.zero_grad()
+    with pytest.raises(ValueError, match="loss.scoring"):
+        cptuning_config(tiny_t5_dir, "loss.scoring=dense")
