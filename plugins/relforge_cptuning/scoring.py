@@ -1,15 +1,16 @@
 """Differentiable, batched sequence scores of every candidate of a batch.
 
-The core's :func:`relforge.decoding.scoring.score_trie` is exact and shares
-Trie prefixes, but it runs under ``torch.no_grad`` and reorders a KV cache in
-place, so it cannot carry gradients. Training needs the same quantity with
-gradients: here every (example, candidate) pair is one decoder row of a
-single teacher-forced pass. The encoder is not run again: the rows reuse the
-encoder states of the backbone's forward pass (``encoder_last_hidden_state``),
-gathered per row, so one backward pass reaches the encoder through every
-candidate. The score of a candidate is its length-normalised (``mean``) or
-total (``sum``) token log-probability, end token included: the same number
-the core's ``relforge.exact`` decoder ranks by at inference.
+Two ways to the same numbers (``loss.scoring``): :func:`score_candidates`
+(``padded``, the default) makes every (example, candidate) pair one decoder
+row of a single teacher-forced pass; :func:`score_candidates_shared`
+(``shared``) uses the core's :func:`relforge.decoding.scoring.score_trie` with
+``grad=True``, each shared prefix decoded once per example. Neither runs the
+encoder again: the rows reuse the encoder states of the backbone's forward
+pass (``encoder_last_hidden_state``), so one backward pass reaches the
+encoder through every candidate. The score of a candidate is its
+length-normalised (``mean``) or total (``sum``) token log-probability, end
+token included: the same number the core's ``relforge.exact`` decoder ranks
+by at inference.
 """
 from __future__ import annotations
 
@@ -55,6 +56,14 @@ class TargetCache:
         return [s[:max_length] for s in out] if max_length else out
 
 
+def _check_inputs(encoder_hidden: torch.Tensor, candidates: Sequence, gold: Sequence, normalize: str) -> None:
+    if normalize not in ("mean", "sum"):
+        raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
+    if len(candidates) != encoder_hidden.shape[0] or len(gold) != len(candidates):
+        raise ValueError(f"{encoder_hidden.shape[0]} encoded rows, {len(candidates)} candidate sets and "
+                         f"{len(gold)} gold lists")
+
+
 def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                      candidates: Sequence[Mapping[str, str]], gold: Sequence[Sequence[str]], *,
                      cache: TargetCache | None = None, normalize: str = "mean",
@@ -65,11 +74,7 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
     ``candidates[i]``: label -> target text of row ``i``; ``gold[i]``: its gold
     labels; ``keep[i]`` (optional): the labels of row ``i`` to score (the
     others are left out, e.g. all but the hard negatives)."""
-    if normalize not in ("mean", "sum"):
-        raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
-    if len(candidates) != encoder_hidden.shape[0] or len(gold) != len(candidates):
-        raise ValueError(f"{encoder_hidden.shape[0]} encoded rows, {len(candidates)} candidate sets and "
-                         f"{len(gold)} gold lists")
+    _check_inputs(encoder_hidden, candidates, gold, normalize)
     cache = cache or TargetCache()
     device = encoder_hidden.device
     labels: list[list[str]] = []
@@ -135,11 +140,7 @@ def score_candidates_shared(backbone, tokenizer, encoder_hidden: torch.Tensor, a
     from relforge.decoding.decoders import batch_trie
     from relforge.decoding.scoring import score_trie
 
-    if normalize not in ("mean", "sum"):
-        raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
-    if len(candidates) != encoder_hidden.shape[0] or len(gold) != len(candidates):
-        raise ValueError(f"{encoder_hidden.shape[0]} encoded rows, {len(candidates)} candidate sets and "
-                         f"{len(gold)} gold lists")
+    _check_inputs(encoder_hidden, candidates, gold, normalize)
     device = encoder_hidden.device
     labels = [[lab for lab in cand if keep is None or lab in set(keep[i])] for i, cand in enumerate(candidates)]
     rows_cands = [{lab: cand[lab] for lab in labs} for cand, labs in zip(candidates, labels)]
