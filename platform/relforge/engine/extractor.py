@@ -170,13 +170,11 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
         # neither checked nor needed to rank
         unlabelled = [dataclasses.replace(ex, relations=frozenset()) if ex.relations else ex for ex in examples]
         # length-bucketed batches: ranked shortest first (less padding per batch), answered in input order
-        order = sorted(range(len(unlabelled)), key=lambda i: len(unlabelled[i].text)) if by_length else \
-            list(range(len(unlabelled)))
+        from relforge.engine.pipeline import rank_by_length
+
         with torch.inference_mode():
-            ranked = self.model.rank([unlabelled[i] for i in order], batch_size=batch_size)
-        rankings: list[Any] = [None] * len(order)
-        for i, ranking in zip(order, ranked):
-            rankings[i] = ranking
+            rankings = rank_by_length(self.model, unlabelled, batch_size) if by_length else \
+                self.model.rank(unlabelled, batch_size=batch_size)
         out = []
         for ex, ranking in zip(examples, rankings):
             relations = decide(ranking, self.model.no_relation, self.resolved.run.decision)

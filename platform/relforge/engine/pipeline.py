@@ -38,6 +38,16 @@ def headline_metric(metric: str) -> str:
     return {"semeval": "official_macro_f1", "episode_accuracy": "accuracy"}.get(metric, "micro_f1")
 
 
+def rank_by_length(model, examples: Sequence[Example], batch_size: int) -> list:
+    """``model.rank`` in length-sorted batches (less padding), the rankings
+    returned in the examples' order."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].text))
+    rankings: list = [None] * len(order)
+    for i, r in zip(order, model.rank([examples[i] for i in order], batch_size=batch_size)):
+        rankings[i] = r
+    return rankings
+
+
 def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, batch_size: int, decision=None,
                  label: str = "predict", by_length: bool = False):
     """(predicted sets, rankings); ``decision`` replaces the run's decision
@@ -46,15 +56,9 @@ def predict_sets(model, examples: Sequence[Example], resolved: ResolvedConfig, b
     padding; ``relforge evaluate``) and returned in their order."""
     from relforge import progress
 
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].text)) if by_length else None
     with progress.task(label, total=len(examples)):
-        if order is None:
-            rankings = model.rank(examples, batch_size=batch_size)
-        else:
-            ranked = model.rank([examples[i] for i in order], batch_size=batch_size)
-            rankings = [None] * len(order)
-            for i, r in zip(order, ranked):
-                rankings[i] = r
+        rankings = rank_by_length(model, examples, batch_size) if by_length else model.rank(examples,
+                                                                                              batch_size=batch_size)
     no_rel = model.no_relation
     return [decide(r, no_rel, decision or resolved.run.decision) for r in rankings], rankings
 
