@@ -38,6 +38,10 @@ def headline_metric(metric: str) -> str:
     return {"semeval": "official_macro_f1", "episode_accuracy": "accuracy"}.get(metric, "micro_f1")
 
 
+#: where the pretraining stages' resumable checkpoints are in a run folder (run_pretraining, train_stage)
+STAGE_CHECKPOINTS = "pretraining-*/*/checkpoint"
+
+
 def rank_by_length(model, examples: Sequence[Example], batch_size: int) -> list:
     """``model.rank`` in length-sorted batches (less padding), the rankings
     returned in the examples' order."""
@@ -97,7 +101,7 @@ def check_same_run(folder: Path, resolved: ResolvedConfig) -> None:
 
     saved = folder / "config.yaml"
     resumable = any((folder / name).exists() for name in ("checkpoint", "best")) or any(
-        folder.glob("pretraining-*/*/checkpoint"))  # a run stopped during a stage resumes that stage
+        folder.glob(STAGE_CHECKPOINTS))  # a run stopped during a stage resumes that stage
     if not saved.is_file() or not resumable:
         return
     try:
@@ -286,7 +290,7 @@ def drop_stage_checkpoints(run_dir: Path) -> None:
     needed to resume: the run's own checkpoint holds their result."""
     import shutil
 
-    gone = [c for c in sorted(Path(run_dir).glob("pretraining-*/*/checkpoint")) if c.is_dir()]
+    gone = [c for c in sorted(Path(run_dir).glob(STAGE_CHECKPOINTS)) if c.is_dir()]
     for folder in gone:
         shutil.rmtree(folder, ignore_errors=True)
     if gone:
