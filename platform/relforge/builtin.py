@@ -79,3 +79,10 @@ def register_methods(register):
                     "Baseline: generative fine-tuning with token cross-entropy and Trie-constrained decoding"))
     register(Method("marker_classifier", MARKER_CLASSIFIER,
                     "Baseline: typed entity markers + classifier (Zhou and Chen, 2021)"))
+
+
+@hookimpl
+def register_executors(register):
+    from relforge.bench.executors import register_executors as _register
+
+    _register(register)

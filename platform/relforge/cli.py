@@ -430,25 +430,41 @@ def bench(
     shard: Annotated[Optional[str], typer.Option("--shard", help="i/n: run every n-th cell from the i-th "
                      "(machines sharing one MLflow server split a suite this way).")] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Run finished cells again too.")] = False,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="Where cells run: inline (this process, "
+                        "the default), local (processes on this machine), slurm (a job array through submitit); "
+                        "default: the suite file's executor.name.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", min=1, help="Cells running at once (local, slurm).")] = None,
+    executor_set: Annotated[Optional[list[str]], typer.Option("--executor-set", help="key=value: an executor "
+                            "setting (partition=gpu, gpus_per_node=1, timeout_min=600, additional.account=abc); "
+                            "repeat.")] = None,
+    attach: Annotated[bool, typer.Option("--attach", help="Follow a sweep that is running (or whose driver "
+                      "died) from its sweep.json: wait for its cells, then show the table and write the "
+                      "report.")] = False,
 ) -> None:
     """Run a benchmark suite (methods x data sets x settings x seeds) and print a comparison table.
 
     Cells finished earlier (same configuration hash) are skipped; failed or
     interrupted ones run again. The report (relforge report) is written at the end."""
-    from relforge.bench.runner import parse_shard, run_suite, shard_cells
-    from relforge.bench.suite import expand, read_suite
-    from relforge.config import ConfigError
+    from relforge.bench.runner import attach_suite, parse_shard, run_suite
+    from relforge.bench.suite import read_suite
+    from relforge.config import ConfigError, settings_from_pairs
 
     try:
         spec = read_suite(_suite_path(suite))
-        which = parse_shard(shard)
-        if dry_run:
-            for cell in shard_cells(expand(spec, extra_overrides=list(overrides or [])), which):
-                state = f"[red]invalid: {cell.error}[/]" if cell.error else cell.config_hash
-                console.print(f"{cell.cell_id}  {state}", highlight=False)
+        if attach:
+            if dry_run or executor or jobs or executor_set or shard or rerun or overrides:
+                _fail("--attach follows the sweep as it was started: give it no other option than --output-dir")
+            attach_suite(spec, output_dir=output_dir, console=console)
             return
+        which = parse_shard(shard)
+        settings = settings_from_pairs(executor_set or [], option="--executor-set")
+        if jobs is not None:
+            settings["jobs"] = jobs
         results = run_suite(spec, output_dir=output_dir, data_dir=data_dir, extra_overrides=list(overrides or []),
-                            console=console, shard=which, rerun=rerun)
+                            console=console, shard=which, rerun=rerun, executor=executor,
+                            executor_settings=settings, dry_run=dry_run)
+        if dry_run:
+            return
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
     failed = [r for r in results if r.status == "FAILED"]
@@ -531,10 +547,14 @@ def quickstart(
 
 @app.command()
 def ui(
-    port: Annotated[int, typer.Option("--port", help="The port on 127.0.0.1 to serve on.")] = 5000,
+    port: Annotated[int, typer.Option("--port", help="The port to serve on.")] = 5000,
     workers: Annotated[int, typer.Option("--workers", help="Web server worker processes.")] = 1,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, "
                             "else sqlite:///mlflow.db in this folder.")] = None,
+    host: Annotated[str, typer.Option("--host", help="The address to bind; 0.0.0.0 serves other machines "
+                    "(a cluster's nodes), with no authentication: only on a trusted network.")] = "127.0.0.1",
+    artifact_root: Annotated[Optional[str], typer.Option("--artifact-root", help="Where artifacts go (a folder "
+                             "every node mounts, s3://...); default: mlartifacts/ beside a SQLite store.")] = None,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 for the run store (the server and its workers stop with this command:
     Ctrl-C, SIGTERM or SIGHUP)."""
@@ -542,19 +562,17 @@ def ui(
     import signal
     import subprocess
 
-    from relforge.tracking.mlflow_tracker import artifact_location_for, default_tracking_uri
+    from relforge.tracking.mlflow_tracker import default_tracking_uri
+    from relforge.tracking.server import server_command, server_env
 
     uri = tracking_uri or default_tracking_uri()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers)]
-    root = artifact_location_for(uri)
-    if root:
-        cmd += ["--default-artifact-root", root]
-    console.print(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl-C to stop)", highlight=False)
-    env = dict(os.environ)
-    # MLflow's server-side job runner (GenAI evaluation jobs) is of no use to
-    # RelForge and starts a pool of worker processes: keep it off unless asked for
-    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    cmd = server_command(uri, host=host, port=port, workers=workers, artifacts_destination=artifact_root)
+    if host == "127.0.0.1":
+        console.print(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl-C to stop)", highlight=False)
+    else:
+        console.print(f"MLflow tracking server for {uri} on {host}:{port}; clients: "
+                      f"export MLFLOW_TRACKING_URI=http://$(hostname):{port} (Ctrl-C to stop)", highlight=False)
+    env = server_env()
     # the server (mlflow, then uvicorn and its workers) gets a process group of its own, which is ended
     # as a whole when this command ends, however it ends
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
@@ -582,6 +600,13 @@ def ui(
     finally:
         stop()
     raise typer.Exit(code)
+
+
+# the same command under the name a sweep's users look for: the tracking server every cell of a sweep
+# logs through (`relforge bench --executor ...`); with --host 0.0.0.0 for a cluster's nodes
+app.command("server", help="Start the MLflow tracking server (and UI) for the run store: what the cells of a "
+            "sweep on several processes or machines log through. Binds 127.0.0.1 unless --host says otherwise; "
+            "stops with this command.")(ui)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

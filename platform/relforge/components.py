@@ -47,6 +47,7 @@ class ComponentKind(str, enum.Enum):
     DATASET = "dataset"
     MODEL = "model"
     METHOD = "method"
+    EXECUTOR = "executor"
 
     @property
     def spec(self) -> KindSpec:
@@ -612,6 +613,55 @@ class HasEncoder(ABC):
     encoder: Any
 
 
+# --- executors -------------------------------------------------------------
+
+class Executor(Component):
+    """Runs a suite's cells somewhere: in this process, in processes on this
+    machine, on a cluster's scheduler (``relforge bench SUITE --executor
+    NAME``; the suite file's ``executor:`` section and ``--executor-set
+    key=value`` give its settings).
+
+    The driver (``relforge.bench.runner.run_suite``) owns the sweep: it
+    expands the cells, skips those finished earlier, opens the suite's parent
+    MLflow run and, when cells run in other processes, the tracking server
+    they log through. It hands the executor one
+    :class:`relforge.bench.sweep.CellJob` per cell to run: a picklable,
+    JSON-able description (the suite, the cell's id and configuration hash,
+    folders, the tracking URI and the parent run's id). Wherever a job runs,
+    :func:`relforge.bench.sweep.run_job` runs it: it trains the cell (resuming
+    from the cell folder's checkpoint) and writes the cell's result record
+    (:meth:`CellJob.result_path`), which is how the driver, and ``relforge
+    bench --attach``, learn that a cell ended.
+
+    An executor implements :meth:`run` (and may implement :meth:`describe`
+    for ``--dry-run`` and :meth:`alive` for ``--attach``)."""
+
+    kind = ComponentKind.EXECUTOR
+    #: whether cells run outside the driver's process (they then log through a tracking server)
+    separate_processes: ClassVar[bool] = True
+    #: whether cells may run on other machines (a store on this machine's disk cannot be reached)
+    remote: ClassVar[bool] = False
+
+    def run(self, jobs: Sequence[Any], sweep: Any) -> Any:
+        """Run ``jobs`` (:class:`relforge.bench.sweep.CellJob`); an iterator
+        of their result records (dicts, :func:`relforge.bench.sweep.run_job`'s
+        return value), yielded as each cell ends, in any order. ``sweep`` is
+        the driver's :class:`relforge.bench.sweep.Sweep`: call
+        ``sweep.started(job, handle)`` when a job starts (``handle``: what
+        :meth:`alive` needs to find it again, e.g. a process id or a
+        scheduler's job id; it is saved in the sweep's ``sweep.json``)."""
+        raise NotImplementedError
+
+    def describe(self, jobs: Sequence[Any], sweep: Any) -> list[str]:
+        """What :meth:`run` would submit, one line each (``--dry-run``)."""
+        return [f"{type(self).name}: {job.cell_id}" for job in jobs]
+
+    def alive(self, handle: Any, sweep: Any) -> bool:
+        """Whether the job recorded with ``handle`` may still be running
+        (``--attach`` waits for it); False when it is known to be gone."""
+        return False
+
+
 # --- methods ---------------------------------------------------------------
 
 @dataclass
@@ -651,6 +701,7 @@ KINDS: tuple[KindSpec, ...] = (
     KindSpec(ComponentKind.DATASET, "register_datasets", Dataset, "data.dataset"),
     KindSpec(ComponentKind.MODEL, "register_models", REModel, "model"),
     KindSpec(ComponentKind.METHOD, "register_methods", Method, None),
+    KindSpec(ComponentKind.EXECUTOR, "register_executors", Executor, None),
 )
 KIND_SPECS: dict[ComponentKind, KindSpec] = {s.kind: s for s in KINDS}
 HOOK_FOR_KIND: dict[ComponentKind, str] = {s.kind: s.hook for s in KINDS}

@@ -179,6 +179,27 @@ def register_methods(register: Register) -> None:
 
 
 @hookspec
+def register_executors(register: Register) -> None:
+    """Offer executors: where a benchmark suite's cells run (``relforge bench
+    SUITE --executor NAME``): in this process, in processes on this machine,
+    on a cluster scheduler.
+
+    Arguments:
+        register: callback; call ``register(ExecutorClass)`` once per
+            executor. The class derives from
+            :class:`relforge.components.Executor`; its ``Settings`` come from
+            the suite file's ``executor:`` section and ``--executor-set``.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Called:
+        Once per plugin when the registry loads plugins, before any run; the
+        executor itself is built by ``relforge bench`` when a suite starts.
+    """
+
+
+@hookspec
 def on_run_start(run: Run) -> None:
     """A run (training, evaluation, a benchmark cell) has started.
 

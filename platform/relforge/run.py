@@ -49,7 +49,8 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
             self.status = "FINISHED"
-        elif isinstance(exc, KeyboardInterrupt):
+        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # interrupted: Ctrl-C, or a scheduler's preemption / time-out signal (submitit exits the job)
             self.status = "KILLED"
         else:
             self.status = "FAILED"

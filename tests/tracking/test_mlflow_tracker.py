@@ -128,3 +128,37 @@ def test_more_metrics_than_one_mlflow_batch_holds_are_all_logged(reg, tmp_path, 
         run.log_metrics({f"per_label/l{i}/f1": i / 2500 for i in range(2500)}, step=1)
     got = MlflowClient(tracking_uri=uri).get_run(run.state["mlflow"]["run_id"]).data.metrics
     assert len([k for k in got if k.startswith("per_label/")]) == 2500 and got["per_label/l2499/f1"] == 2499 / 2500
+
+
+def test_a_dataset_row_created_by_a_concurrent_cell_is_not_a_failure(reg, tmp_path, monkeypatch):
+    """Two cells of a sweep logging the same split through one tracking
+    server race to create the dataset row; the loser gets MLflow's UNIQUE
+    constraint error. It is retried (and found); other errors still raise."""
+    from mlflow.exceptions import MlflowException
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    real = MlflowClient.log_inputs
+    calls = []
+
+    def racing(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise MlflowException("BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: "
+                                  "datasets.experiment_id, datasets.name, datasets.digest")
+        return real(self, run_id, datasets=datasets, models=models)
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", racing)
+    cfg = load_config([], ["method=toy"], registry=reg)
+    with Run(cfg, registry=reg, output_dir=tmp_path / "run") as run:
+        run.log_dataset("toy.tiny", "train", "abc123", "tiny", 3)
+    got = MlflowClient(tracking_uri=uri).get_run(run.state["mlflow"]["run_id"])
+    assert len(calls) == 2 and [d.dataset.name for d in got.inputs.dataset_inputs] == ["toy.tiny/train"]
+
+    def broken(self, run_id, datasets=None, models=None):
+        raise MlflowException("BAD_REQUEST: something else")
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", broken)
+    with pytest.raises(MlflowException, match="something else"):
+        with Run(cfg, registry=reg, output_dir=tmp_path / "run2") as run:
+            run.log_dataset("toy.tiny", "train", "abc123", "tiny", 3)

@@ -10,9 +10,9 @@ tracking server cover every cell exactly once.
 from __future__ import annotations
 
 import json
-import traceback
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,93 +52,303 @@ def cell_dir(root: Path, cell: Cell) -> Path:
     return root / cell.cell_id.replace("/", "_")
 
 
+def build_executor(spec: SuiteFile, name: str | None = None, settings: Mapping[str, Any] | None = None,
+                   registry=None):
+    """The executor for a suite: ``name`` (``--executor``) or the suite
+    file's ``executor.name`` (default ``inline``), its settings from the
+    suite file's ``executor:`` section with ``settings`` (``--jobs``,
+    ``--executor-set``) on top."""
+    from relforge.components import ComponentKind
+    from relforge.registry import get_registry
+
+    registry = registry or get_registry()
+    section = dict(spec.executor or {})
+    file_name = section.pop("name", None)
+    chosen = name or file_name or "inline"
+    if name and file_name and registry.get(ComponentKind.EXECUTOR, name).full_name != registry.get(
+            ComponentKind.EXECUTOR, file_name).full_name:
+        section = {}  # the suite file's settings are for another executor
+    merged = {**section, **dict(settings or {})}
+    return registry.create(ComponentKind.EXECUTOR, chosen, merged)
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/bench",
               data_dir: str | Path | None = None, extra_overrides: Sequence[str] = (),
               console: Console | None = None, progress: bool = True, shard: tuple[int, int] = (1, 1),
-              rerun: bool = False) -> list[CellResult]:
+              rerun: bool = False, executor: str | None = None, executor_settings: Mapping[str, Any] | None = None,
+              dry_run: bool = False) -> list[CellResult]:
+    """The sweep's driver: expand the cells, skip those finished earlier, open
+    the suite's parent run (and a tracking server when cells log from other
+    processes into a local store), hand the rest to the executor, wait for
+    them, then print the table and write the report. ``dry_run``: print what
+    the executor would run and stop."""
     from relforge import progress as shown
     from relforge.bench import store
-    from relforge.config import validate_config
-    from relforge.engine.pipeline import train_run, write_result
+    from relforge.bench.sweep import CellJob, Sweep
+    from relforge.config import ConfigError, validate_config
     from relforge.registry import get_registry
     from relforge.run import Run
 
     registry = registry or get_registry()
     console = console or Console()
+    ex = build_executor(spec, executor, executor_settings, registry)
     cells = shard_cells(expand(spec, registry=registry, extra_overrides=list(extra_overrides)), shard)
     root = Path(output_dir) / spec.name
     tracking = dict(spec.base.get("tracking", {}))
     client = store.client_for(tracking)
+    store_uri = store.uri_for(tracking) if client is not None else None
+    unreachable = None
+    if ex.remote and getattr(ex, "remote_cluster", True) and (store_uri is None or _is_local_store(store_uri)):
+        unreachable = (
+            f"executor {type(ex).name}: cells on other machines cannot log into "
+            f"{store_uri or 'a run without MLflow tracking'}; start a tracking server they reach (`relforge server "
+            f"--host 0.0.0.0`, or PostgreSQL: README 'Sweeps on a cluster') and set MLFLOW_TRACKING_URI=http://HOST:PORT")
+        if not dry_run:
+            raise ConfigError(unreachable)
     shard_tag = f"{shard[0]}/{shard[1]}"
     done = store.finished_cells(client, tracking, spec.name) if client is not None and not rerun else {}
+    results: dict[str, CellResult] = {}
+    run_ids: dict[str, str] = {}  # cell id -> its MLflow run
+    to_run: list[Cell] = []
+    for cell in cells:
+        if cell.error:
+            results[cell.cell_id] = CellResult(cell, "FAILED", error=cell.error)
+            continue
+        earlier = _earlier_result(done, cell, cell_dir(root, cell)) if not rerun else None
+        if earlier is not None:
+            results[cell.cell_id] = CellResult(cell, "SKIPPED", earlier[0])
+            results[cell.cell_id].error = None
+            if cell.config_hash in done:
+                run_ids[cell.cell_id] = done[cell.config_hash].info.run_id
+            continue
+        to_run.append(cell)
+
+    def job_for(cell: Cell, parent_id: str | None = None, uri: str | None = None) -> CellJob:
+        return CellJob(suite=spec.model_dump(mode="json", by_alias=True), cell_id=cell.cell_id,
+                       config_hash=cell.config_hash, root=str(root),
+                       data_dir=str(data_dir) if data_dir is not None else None, overrides=list(extra_overrides),
+                       tracking_uri=uri, tracking_store=store_uri if uri else None, parent_run_id=parent_id,
+                       rerun=rerun)
+
+    if dry_run:
+        for cell in cells:
+            r = results.get(cell.cell_id)
+            state = (f"[red]invalid: {cell.error}[/]" if cell.error else
+                     "finished earlier; skipped" if r is not None else f"to run ({cell.config_hash})")
+            console.print(f"{cell.cell_id}  {state}", highlight=False)
+        if to_run:
+            for line in ex.describe([job_for(c) for c in to_run], None):
+                console.print(line, highlight=False)
+        if unreachable:
+            console.print(f"[yellow]note:[/] it would be refused: {unreachable}", highlight=False)
+        return list(results.values())
+
     parent_tags = {"relforge.suite": spec.name, "relforge.role": "suite", "relforge.shard": shard_tag}
     previous_parent = store.find_parent(client, tracking, spec.name, shard_tag) if client is not None else None
     if previous_parent:
         parent_tags["resume_run_id"] = previous_parent
     parent_cfg = validate_config({"name": f"suite-{spec.name}", "tracking": tracking, "output_dir": str(root)},
                                  registry=registry)
-    results: list[CellResult] = []
-    run_ids: dict[str, str] = {}  # cell id -> its MLflow run
+    order = {c.cell_id: i for i, c in enumerate(cells, 1)}
+    by_id = {c.cell_id: c for c in to_run}
     with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{spec.name}",
              tags=parent_tags) as parent:
         parent_id = parent.state.get("mlflow", {}).get("run_id")
-        with shown.task(f"suite {spec.name}", total=len(cells), unit="cells") as suite_task:
-            # each cell advances the suite step once it is done, however it ended (progress.batches)
-            for i, (cell,) in enumerate(shown.batches(cells, 1), 1):
-                suite_task.update(status=_cell_counts(results))
-                console.print(f"[bold]cell {i}/{len(cells)}[/] {cell.cell_id}", highlight=False)
-                if cell.error:
-                    console.print(f"[red]invalid configuration:[/] {cell.error}", highlight=False)
-                    results.append(CellResult(cell, "FAILED", error=cell.error))
-                    continue
-                folder = cell_dir(root, cell)
-                earlier = _earlier_result(done, cell, folder) if not rerun else None
-                if earlier is not None:
-                    console.print(f"  finished earlier ({earlier[1]}); skipped", highlight=False)
-                    results.append(CellResult(cell, "SKIPPED", earlier[0]))
-                    if cell.config_hash in done:
-                        run_ids[cell.cell_id] = done[cell.config_hash].info.run_id
-                    continue
-                tags = {"relforge.suite": spec.name, "relforge.role": "cell", "relforge.config_hash": cell.config_hash,
-                        **{f"cell.{k}": str(v) for k, v in cell.coordinates.items()}}
-                if parent_id:
-                    tags["parent_run_id"] = parent_id
-                try:
-                    outcome = train_run(cell.resolved, registry=registry, data_dir=data_dir, output_dir=folder,
-                                        tags=tags, progress=progress, resume=not rerun)
-                except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the suite goes on
-                    msg = f"{type(exc).__name__}: {exc}"
-                    console.print(f"[red]cell failed:[/] {msg}", highlight=False)
-                    (root / "errors").mkdir(parents=True, exist_ok=True)
-                    (root / "errors" / f"{folder.name}.txt").write_text(traceback.format_exc(), encoding="utf-8")
-                    results.append(CellResult(cell, "FAILED", error=msg))
-                    continue
-                # the names the run logged to MLflow, so suites name metrics one way
-                metrics = write_result(outcome, config_hash=cell.config_hash)
-                if outcome.tracking.get("run_id"):
-                    run_ids[cell.cell_id] = outcome.tracking["run_id"]
-                results.append(CellResult(cell, "FINISHED", metrics, outcome.seconds))
-        console.print(comparison_table(spec, results))
-        summary = root / f"summary-shard{shard[0]}of{shard[1]}.json"
-        summary.write_text(json.dumps([{"cell": r.cell.cell_id, "coordinates": r.cell.coordinates,
-                                        "config_hash": r.cell.config_hash, "status": r.status,
-                                        "seconds": round(r.seconds, 1), "error": r.error, "metrics": r.metrics}
-                                       for r in results], indent=2), encoding="utf-8")
-        parent.log_artifact(summary, "report")
-        rows = [{"coordinates": r.cell.coordinates, "metrics": r.metrics, "dataset": cell_dataset(r.cell)}
-                for r in results if r.status in ("FINISHED", "SKIPPED")]
-        if rows:
-            paths, figures = write_suite_report(spec, rows, root, registry=registry)
-            for path in paths:
-                parent.log_artifact(path, "report")
-            parent.log_metrics(figures, 0)
-        if spec.register_best is not None:
-            register_best(spec, results, run_ids, client, console, parent)
-    failed = [r for r in results if r.status == "FAILED"]
+        for cell in cells:
+            r = results.get(cell.cell_id)
+            if r is not None:
+                console.print(f"[bold]cell {order[cell.cell_id]}/{len(cells)}[/] {cell.cell_id}", highlight=False)
+                console.print(f"  [red]invalid configuration:[/] {cell.error}" if r.status == "FAILED" else
+                              "  finished earlier; skipped", highlight=False)
+        server = None
+        cell_uri = None
+        if ex.separate_processes and to_run and store_uri is not None:
+            if _is_local_store(store_uri):
+                from relforge.tracking.server import start_server
+
+                (root / "jobs").mkdir(parents=True, exist_ok=True)
+                console.print(f"starting a tracking server for {store_uri} (the cells log through it)",
+                              highlight=False)
+                server = start_server(store_uri, log=root / "jobs" / "tracking-server.log")
+                cell_uri = server.uri
+            else:
+                cell_uri = store_uri
+        try:
+            jobs = [job_for(c, parent_id, cell_uri) for c in to_run]
+            sweep = Sweep(root=str(root), suite=spec.name, executor=registry_name(ex, registry),
+                          executor_settings=ex.settings.model_dump(mode="json"), parent_run_id=parent_id,
+                          tracking_uri=cell_uri, tracking_store=store_uri, jobs=[asdict(j) for j in jobs],
+                          server_pid=server.pid if server else None, shard=shard_tag, driver_pid=os.getpid())
+            sweep.registry, sweep.cells, sweep.progress = registry, by_id, progress
+
+            def started(job, handle, _sweep=sweep) -> None:
+                Sweep.started(_sweep, job, handle)
+                if ex.separate_processes:
+                    console.print(f"[bold]cell {order[job.cell_id]}/{len(cells)}[/] {job.cell_id} started "
+                                  f"({type(ex).name} {_handle_text(handle)})", highlight=False)
+                else:
+                    console.print(f"[bold]cell {order[job.cell_id]}/{len(cells)}[/] {job.cell_id}", highlight=False)
+
+            sweep.started = started
+            sweep.save()
+            with shown.task(f"suite {spec.name}", total=len(cells), unit="cells",
+                            done=len(cells) - len(to_run)) as suite_task:
+                for record in ex.run(jobs, sweep):
+                    result = _result_from(record, by_id)
+                    if result is None:
+                        continue
+                    results[result.cell.cell_id] = result
+                    if record.get("run_id"):
+                        run_ids[result.cell.cell_id] = record["run_id"]
+                    if result.status == "FAILED":
+                        console.print(f"[red]cell failed:[/] {result.cell.cell_id}: {result.error}", highlight=False)
+                    elif ex.separate_processes:
+                        console.print(f"cell {result.cell.cell_id} finished ({result.seconds:.0f} s)", highlight=False)
+                    running = len(sweep.handles) - sum(1 for c in by_id if c in results)
+                    suite_task.advance(status=_cell_counts(list(results.values()), running))
+        finally:
+            if server is not None:
+                server.stop()
+        finish_suite(spec, [results[c.cell_id] for c in cells if c.cell_id in results], root, parent, client,
+                     console, registry, shard, run_ids)
+    ordered = [results[c.cell_id] for c in cells if c.cell_id in results]
+    failed = [r for r in ordered if r.status == "FAILED"]
     if failed:
-        console.print(f"[red]{len(failed)} of {len(results)} cells failed[/]; their errors are in {root / 'errors'}",
+        console.print(f"[red]{len(failed)} of {len(ordered)} cells failed[/]; their errors are in {root / 'errors'}",
                       highlight=False)
+    return ordered
+
+
+def attach_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/bench",
+                 console: Console | None = None, poll_s: float = 2.0) -> list[CellResult]:
+    """``relforge bench SUITE --attach``: the view of a sweep that is still
+    running or whose driver died, from its ``sweep.json``, the cells' result
+    records and the run store. Waits while any of its jobs may still run
+    (the executor's ``alive``), then prints the table; when the driver is
+    gone it also writes the report to the suite's parent run (and stops the
+    tracking server the driver started)."""
+    import time
+
+    from relforge import progress as shown
+    from relforge.bench import store
+    from relforge.bench.sweep import Sweep, read_result
+    from relforge.components import ComponentKind
+    from relforge.config import ConfigError, validate_config
+    from relforge.registry import get_registry
+    from relforge.run import Run
+    from relforge.tracking.server import stop_process_group
+
+    registry = registry or get_registry()
+    console = console or Console()
+    root = Path(output_dir) / spec.name
+    sweep = Sweep.load(root)
+    if sweep is None:
+        raise ConfigError(f"no sweep recorded in {root} ({root / 'sweep.json'} is missing): start one with "
+                          f"`relforge bench {spec.name} --executor local|slurm`")
+    ex = registry.create(ComponentKind.EXECUTOR, sweep.executor, sweep.executor_settings)
+    jobs = sweep.cell_jobs()
+    cells = {c.cell_id: c for c in shard_cells(expand(spec, registry=registry), parse_shard(sweep.shard))}
+    console.print(f"sweep {spec.name}: {len(jobs)} cells handed to {sweep.executor}; parent run "
+                  f"{sweep.parent_run_id or '(no tracking)'}", highlight=False)
+    with shown.task(f"suite {spec.name}", total=len(jobs), unit="cells") as task:
+        seen = 0
+        while True:
+            records = {j.cell_id: read_result(j) for j in jobs}
+            finished = sum(r is not None for r in records.values())
+            alive = [j for j in jobs if records[j.cell_id] is None and ex.alive(sweep.handles.get(j.cell_id), sweep)]
+            failed = sum(1 for r in records.values() if r is not None and r.get("status") == "FAILED")
+            task.advance(finished - seen, status=f"{len(alive)} running, {finished - failed} finished, {failed} failed")
+            seen = finished
+            if not alive:
+                break
+            time.sleep(poll_s)
+    tracking = dict(spec.base.get("tracking", {}))
+    client = store.client_for(tracking)
+    done = store.finished_cells(client, tracking, spec.name) if client is not None else {}
+    results: list[CellResult] = []
+    run_ids: dict[str, str] = {}
+    job_ids = {j.cell_id for j in jobs}
+    for cell_id, cell in cells.items():
+        record = records.get(cell_id)
+        if record is not None:
+            results.append(_result_from(record, cells))
+            if record.get("run_id"):
+                run_ids[cell_id] = record["run_id"]
+        elif cell_id in job_ids:
+            results.append(CellResult(cell, "FAILED", error="its job ended without a result (killed?); "
+                                      f"`relforge bench {spec.name}` runs it again, from its checkpoint"))
+        elif cell.config_hash in done:
+            results.append(CellResult(cell, "SKIPPED", store.metrics_of(done[cell.config_hash])))
+            run_ids[cell_id] = done[cell.config_hash].info.run_id
+    from relforge.bench.executors import _pid_alive
+
+    if sweep.driver_pid and sweep.driver_pid != os.getpid() and _pid_alive(sweep.driver_pid):
+        console.print(comparison_table(spec, results))
+        console.print(f"the driver (process {sweep.driver_pid}) is still running; it writes the report",
+                      highlight=False)
+        return results
+    if sweep.server_pid:
+        stop_process_group(sweep.server_pid)  # the driver's tracking server, left behind when it died
+    parent_cfg = validate_config({"name": f"suite-{spec.name}", "tracking": tracking, "output_dir": str(root)},
+                                 registry=registry)
+    tags = {"relforge.suite": spec.name, "relforge.role": "suite", "relforge.shard": sweep.shard}
+    if sweep.parent_run_id:
+        tags["resume_run_id"] = sweep.parent_run_id
+    with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{spec.name}", tags=tags) as parent:
+        finish_suite(spec, results, root, parent, client, console, registry, parse_shard(sweep.shard), run_ids)
     return results
+
+
+def registry_name(component, registry) -> str:
+    """A built component's full registered name."""
+    from relforge.components import ComponentKind
+
+    for info in registry.components(ComponentKind.EXECUTOR):
+        if info.factory is type(component):
+            return info.full_name
+    return type(component).name
+
+
+def _handle_text(handle: Any) -> str:
+    if isinstance(handle, dict) and handle.get("job_id"):
+        return f"job {handle['job_id']}"
+    return f"process {handle}" if handle is not None else ""
+
+
+def _result_from(record: Mapping[str, Any], cells: Mapping[str, Cell]) -> CellResult | None:
+    cell = cells.get(record.get("cell", ""))
+    if cell is None:
+        return None
+    return CellResult(cell, record.get("status", "FAILED"), dict(record.get("metrics") or {}),
+                      float(record.get("seconds") or 0.0), record.get("error"))
+
+
+def finish_suite(spec: SuiteFile, results: Sequence[CellResult], root: Path, parent, client, console: Console,
+                 registry, shard: tuple[int, int], run_ids: Mapping[str, str]) -> None:
+    """The end of a sweep (the driver's, or ``--attach``'s): the table, the
+    summary file, the report and the registered model, logged to the
+    suite's parent run."""
+    console.print(comparison_table(spec, results))
+    summary = root / f"summary-shard{shard[0]}of{shard[1]}.json"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps([{"cell": r.cell.cell_id, "coordinates": r.cell.coordinates,
+                                    "config_hash": r.cell.config_hash, "status": r.status,
+                                    "seconds": round(r.seconds, 1), "error": r.error, "metrics": r.metrics}
+                                   for r in results], indent=2), encoding="utf-8")
+    parent.log_artifact(summary, "report")
+    rows = [{"coordinates": r.cell.coordinates, "metrics": r.metrics, "dataset": cell_dataset(r.cell)}
+            for r in results if r.status in ("FINISHED", "SKIPPED")]
+    if rows:
+        paths, figures = write_suite_report(spec, rows, root, registry=registry)
+        for path in paths:
+            parent.log_artifact(path, "report")
+        parent.log_metrics(figures, 0)
+    if spec.register_best is not None:
+        register_best(spec, results, run_ids, client, console, parent)
 
 
 def register_best(spec: SuiteFile, results: Sequence[CellResult], run_ids: Mapping[str, str], client,
@@ -182,9 +392,10 @@ def register_best(spec: SuiteFile, results: Sequence[CellResult], run_ids: Mappi
     return label
 
 
-def _cell_counts(results: Sequence[CellResult]) -> str:
+def _cell_counts(results: Sequence[CellResult], running: int = 0) -> str:
     counts = {s: sum(r.status == s for r in results) for s in ("FINISHED", "SKIPPED", "FAILED")}
-    return ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+    text = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+    return f"{running} running, {text}" if running > 0 else text
 
 
 def _earlier_result(done: dict[str, Any], cell: Cell, folder: Path) -> tuple[dict[str, float], str] | None:

@@ -15,6 +15,13 @@ def client_for(tracking: dict[str, Any]):
     return MlflowClient(tracking_uri=tracking_uri_for({"tracking": tracking}))
 
 
+def uri_for(tracking: dict[str, Any]) -> str:
+    """The store a suite's ``tracking`` section logs to."""
+    from relforge.tracking.mlflow_tracker import tracking_uri_for
+
+    return tracking_uri_for({"tracking": tracking})
+
+
 def _experiment_id(client, tracking: dict[str, Any]) -> str | None:
     exp = client.get_experiment_by_name(tracking.get("experiment", "relforge"))
     return exp.experiment_id if exp is not None else None

@@ -86,6 +86,9 @@ class SuiteFile(BaseModel):
     compare: CompareSpec | None = None
     #: the suite file's ``register:`` (a field of that name would shadow pydantic's BaseModel.register)
     register_best: RegisterSpec | None = Field(None, alias="register")
+    #: where the cells run: ``{name: slurm, partition: gpu, gpus_per_node: 1, ...}`` (an executor's settings;
+    #: ``relforge bench --executor`` / ``--executor-set`` override it)
+    executor: dict[str, Any] | None = None
 
     @field_validator("name")
     @classmethod

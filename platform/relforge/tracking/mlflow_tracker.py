@@ -68,7 +68,11 @@ def store_lock(uri: str):
     return FileLock(str(db) + ".lock", timeout=600)
 
 
-def _previous(run, uri: str) -> dict | None:
+def _previous(run, store: str) -> dict | None:
+    """The MLflow run that recorded this folder, when it is in ``store``
+    (a run logged through a tracking server records the store behind it, so
+    a cell that ran through one server is continued through another, or
+    straight in the store)."""
     import json
 
     marker = Path(run.output_dir) / RUN_MARKER
@@ -76,7 +80,7 @@ def _previous(run, uri: str) -> dict | None:
         prev = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return prev if prev and prev.get("uri") == uri and prev.get("run_id") else None
+    return prev if prev and (prev.get("store") or prev.get("uri")) == store and prev.get("run_id") else None
 
 
 @hookimpl
@@ -90,6 +94,9 @@ def on_run_start(run):
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri_for(run.config)
+    # with a tracking server MLflow prints "View run ... at: http://..." as each run ends: a sweep's log
+    # would show one per cell; the run's folder says where it is (mlflow-run.json)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     exp_name = (run.config.get("tracking") or {}).get("experiment", "relforge")
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
@@ -103,7 +110,9 @@ def on_run_start(run):
         tags["mlflow.parentRunId"] = parent
     resume = tags.pop("resume_run_id", None)
     attempt = tags.pop("relforge.attempt", None)
-    prev = _previous(run, uri)
+    # a sweep's cell logging through a tracking server names the store behind it
+    store = tags.pop("relforge.tracking_store", None) or uri
+    prev = _previous(run, store)
     if prev and resume is None:
         try:
             old = client.get_run(prev["run_id"])
@@ -126,8 +135,8 @@ def on_run_start(run):
         tags.setdefault("mlflow.runName", run.name)
         mlrun = client.create_run(exp_id, run_name=run.name, tags=tags)
     run.state[NAME] = {"uri": uri, "run_id": mlrun.info.run_id, "experiment_id": exp_id}
-    (Path(run.output_dir) / RUN_MARKER).write_text(json.dumps({"uri": uri, "run_id": mlrun.info.run_id}),
-                                                   encoding="utf-8")
+    marker = {"uri": uri, "store": store, "run_id": mlrun.info.run_id}
+    (Path(run.output_dir) / RUN_MARKER).write_text(json.dumps(marker), encoding="utf-8")
     # params are immutable in MLflow: a resumed run keeps those it began with
     params = [] if resume else [Param(k[:250], str(v)[:MAX_PARAM_VALUE]) for k, v in flatten(run.config).items()]
     for i in range(0, len(params), 100):  # MLflow accepts at most 100 params per batch
@@ -171,8 +180,19 @@ def on_dataset(run, name, split, digest, source, examples):
 
     dataset = Dataset(name=f"{name}/{split}", digest=digest, source_type="relforge", source=source,
                       profile=f'{{"examples": {int(examples)}}}')
-    _client(run).log_inputs(run.state[NAME]["run_id"],
-                            datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", split)])])
+    from mlflow.exceptions import MlflowException
+
+    inputs = [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", split)])]
+    for attempt in range(3):
+        try:
+            _client(run).log_inputs(run.state[NAME]["run_id"], datasets=inputs)
+            return
+        except MlflowException as exc:
+            # two cells of a sweep logging the same split at once (through one tracking server) race to
+            # create the experiment's dataset row; the loser finds it there on a second try
+            if "UNIQUE constraint" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @hookimpl
