@@ -262,3 +262,50 @@ def test_slurm_local_cluster_requeues_a_preempted_cell_and_a_killed_driver_is_re
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
+
+
+class _FakeRay:
+    """Just enough of Ray's API to run CONTRIBUTING's executor recipe in
+    this process (Ray itself is not a dependency): remote functions run when
+    called, refs are their results."""
+
+    class Ref:
+        def __init__(self, value):
+            self.value = value
+
+        def hex(self):
+            return f"{id(self):x}"
+
+    def remote(self, **_options):
+        def wrap(fn):
+            return type("Remote", (), {"remote": staticmethod(lambda *a, **k: _FakeRay.Ref(fn(*a, **k)))})()
+        return wrap
+
+    def wait(self, refs):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        return ref.value
+
+
+def test_the_contributing_executor_recipe_runs(tiny_bert_dir, tmp_path, monkeypatch):
+    import re
+    import types
+
+    text = (Path(__file__).resolve().parents[2] / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    section = text[text.index("Another executor (Ray"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    ray = types.ModuleType("ray")
+    fake = _FakeRay()
+    ray.remote, ray.wait, ray.get = fake.remote, fake.wait, fake.get
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    namespace: dict = {}
+    exec(compile(code, "CONTRIBUTING.md", "exec"), namespace)  # noqa: S102 - the documented recipe
+    monkeypatch.chdir(tmp_path)
+    reg = Registry().load(entry_points=False)
+    reg.add_plugin(namespace["Plugin"](), "rayplugin")
+    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, tiny_bert_dir, "ray", [1]).read_text()))
+    spec.base["tracking"] = {"trackers": []}
+    results = run_suite(spec, registry=reg, output_dir=tmp_path / "runs", executor="ray",
+                        executor_settings={"num_gpus": 0})
+    assert [r.status for r in results] == ["FINISHED"] and METRIC in results[0].metrics

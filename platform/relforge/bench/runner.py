@@ -102,10 +102,9 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     client = store.client_for(tracking)
     store_uri = store.uri_for(tracking) if client is not None else None
     unreachable = None
-    if ex.remote and getattr(ex, "remote_cluster", True) and (store_uri is None or _is_local_store(store_uri)):
+    if ex.remote and getattr(ex, "remote_cluster", True) and store_uri is not None and _is_local_store(store_uri):
         unreachable = (
-            f"executor {type(ex).name}: cells on other machines cannot log into "
-            f"{store_uri or 'a run without MLflow tracking'}; start a tracking server they reach (`relforge server "
+            f"executor {type(ex).name}: cells on other machines cannot log into {store_uri}; start a tracking server they reach (`relforge server "
             f"--host 0.0.0.0`, or PostgreSQL: README 'Sweeps on a cluster') and set MLFLOW_TRACKING_URI=http://HOST:PORT")
         if not dry_run:
             raise ConfigError(unreachable)
