@@ -8,7 +8,7 @@ from relforge import hookimpl
 from dataclasses import dataclass
 
 from relforge.components import (
-    Batch, Dataset, Decoder, Loss, Method, ModelOutput, ModelParts, ModelSettings, PretrainingStage, REModel,
+    Batch, Dataset, Decoder, Executor, Loss, Method, ModelOutput, ModelParts, ModelSettings, PretrainingStage, REModel,
     RenderedExample, Retrieval, Retriever, ScoredCandidate, Settings, StageContext, StageResult, Template,
 )
 from relforge.data.example import Entity, Example
@@ -45,6 +45,20 @@ class DotTopK(Retriever):
         idx = (query @ memory.T).topk(k, dim=-1).indices
         w = torch.nn.functional.one_hot(idx, memory.shape[0]).float()
         return Retrieval(w, idx, w @ memory)
+
+
+class SerialExecutor(Executor):
+    """Runs a sweep's jobs one after another in this process."""
+
+    name = "serial"
+    separate_processes = False
+
+    def run(self, jobs, sweep):
+        from relforge.bench.sweep import run_job
+
+        for job in jobs:
+            sweep.started(job, None)
+            yield run_job(job, registry=sweep.registry, cell=sweep.cells.get(job.cell_id), progress=False)
 
 
 class ScaledMSE(Loss):
@@ -166,6 +180,10 @@ class ToyPlugin:
     @hookimpl
     def register_models(self, register):
         register(ToyModel)
+
+    @hookimpl
+    def register_executors(self, register):
+        register(SerialExecutor)
 
     @hookimpl
     def register_methods(self, register):
