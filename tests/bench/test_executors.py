@@ -253,7 +253,8 @@ def test_slurm_local_cluster_requeues_a_preempted_cell_and_a_killed_driver_is_re
                   30, "the orphaned tracking server to stop")
     finally:
         log.close()
-        for pid in [driver.pid, sweep.get("server_pid")] + [int(h["job_id"]) for h in sweep.get("handles", {}).values()]:
+        jobs = [int(h["job_id"]) for h in sweep.get("handles", {}).values()]
+        for pid in [driver.pid, sweep.get("server_pid"), *jobs]:
             if pid:
                 try:
                     os.killpg(pid, signal.SIGKILL)

@@ -278,7 +278,7 @@ class SlurmExecutor(Executor):
 def register_executors(register) -> None:
     register(InlineExecutor, description="every cell in this process, one after another (the default)")
     register(LocalExecutor, description="each cell in a process of its own on this machine, jobs at once")
-    register(SlurmExecutor, description="a SLURM job array through submitit (relforge[cluster]); requeues "
+    register(SlurmExecutor, description="a SLURM job array through submitit (the cluster extra); requeues "
                                         "preempted cells")
 
 

@@ -104,8 +104,9 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     unreachable = None
     if ex.remote and getattr(ex, "remote_cluster", True) and store_uri is not None and _is_local_store(store_uri):
         unreachable = (
-            f"executor {type(ex).name}: cells on other machines cannot log into {store_uri}; start a tracking server they reach (`relforge server "
-            f"--host 0.0.0.0`, or PostgreSQL: README 'Sweeps on a cluster') and set MLFLOW_TRACKING_URI=http://HOST:PORT")
+            f"executor {type(ex).name}: cells on other machines cannot log into {store_uri}; start a tracking "
+            f"server they reach (`relforge server --host 0.0.0.0`, or PostgreSQL: README 'Sweeps on several "
+            f"processes or a cluster') and set MLFLOW_TRACKING_URI=http://HOST:PORT")
         if not dry_run:
             raise ConfigError(unreachable)
     shard_tag = f"{shard[0]}/{shard[1]}"
