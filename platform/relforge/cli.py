@@ -555,6 +555,9 @@ def ui(
                     "(a cluster's nodes), with no authentication: only on a trusted network.")] = "127.0.0.1",
     artifact_root: Annotated[Optional[str], typer.Option("--artifact-root", help="Where artifacts go (a folder "
                              "every node mounts, s3://...); default: mlartifacts/ beside a SQLite store.")] = None,
+    allowed_hosts: Annotated[Optional[str], typer.Option("--allowed-hosts", help="Host headers the server answers "
+                             "(MLflow refuses others against DNS rebinding), e.g. login1.cluster,10.1.*; default "
+                             "with --host beyond 127.0.0.1: this machine's names and private addresses.")] = None,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 for the run store (the server and its workers stop with this command:
     Ctrl-C, SIGTERM or SIGHUP)."""
@@ -566,7 +569,8 @@ def ui(
     from relforge.tracking.server import server_command, server_env
 
     uri = tracking_uri or default_tracking_uri()
-    cmd = server_command(uri, host=host, port=port, workers=workers, artifacts_destination=artifact_root)
+    cmd = server_command(uri, host=host, port=port, workers=workers, artifacts_destination=artifact_root,
+                         allowed_hosts=allowed_hosts)
     if host == "127.0.0.1":
         console.print(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl-C to stop)", highlight=False)
     else:
@@ -628,6 +632,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
     errors += [HfHubHTTPError, LocalTokenNotFoundError]  # a Hub push without a login, a repository not yours
+    from mlflow.exceptions import MlflowException
+
+    errors.append(MlflowException)  # a tracking server that is down or refuses us (MLFLOW_TRACKING_URI)
     return tuple(errors)
 
 
@@ -652,8 +659,13 @@ def main(argv: list[str] | None = None) -> None:
         if DEBUG:
             raise
         text = " ".join(str(exc).split()) or type(exc).__name__
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__ + ': ' if isinstance(exc, OSError) else ''}"
-                          f"{text} (--debug shows the traceback)", highlight=False, soft_wrap=True)
+        prefix = type(exc).__name__ + ": " if isinstance(exc, OSError) else ""
+        if type(exc).__module__.startswith("mlflow"):
+            from relforge.tracking.mlflow_tracker import default_tracking_uri
+
+            prefix = f"MLflow ({default_tracking_uri()}): "
+        err_console.print(f"[bold red]error:[/] {prefix}{text} (--debug shows the traceback)", highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
 
 

@@ -195,6 +195,14 @@ class SlurmExecutor(Executor):
 
     def executor(self, root: Path):
         submitit = _submitit()
+        import shutil
+
+        if self.settings.cluster in (None, "slurm") and shutil.which("sbatch") is None:
+            from relforge.config import ConfigError
+
+            raise ConfigError("executor slurm: no SLURM here (sbatch is not on PATH); run `relforge bench` on a "
+                              "node that submits jobs, or try the same code path on this machine with "
+                              "--executor-set cluster=local")
         folder = self.settings.folder or str(root / "submitit" / "%j")
         ex = submitit.AutoExecutor(folder=folder, cluster=self.settings.cluster,
                                    slurm_max_num_timeout=self.settings.max_timeouts,

@@ -26,11 +26,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def default_allowed_hosts(port: int) -> str:
+    """The Host headers a server bound beyond loopback accepts by default:
+    this machine's names (what ``http://$(hostname):PORT`` sends), besides
+    MLflow's own default (localhost and private IP addresses)."""
+    names = {socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1"}
+    return ",".join(sorted(f"{n}{suffix}" for n in names if n for suffix in ("", f":{port}")) +
+                    ["10.*", "192.168.*"] + [f"172.{i}.*" for i in range(16, 32)])
+
+
 def server_command(store_uri: str, *, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
-                   artifacts_destination: str | None = None) -> list[str]:
+                   artifacts_destination: str | None = None, allowed_hosts: str | None = None) -> list[str]:
     """The ``mlflow server`` command line for ``store_uri`` (SQLite,
     PostgreSQL, ...). ``artifacts_destination``: where the server stores
-    artifacts it is sent (default: ``mlartifacts/`` beside a SQLite store)."""
+    artifacts it is sent (default: ``mlartifacts/`` beside a SQLite store).
+    ``allowed_hosts``: the Host headers it answers (MLflow refuses others
+    against DNS rebinding); bound beyond 127.0.0.1 it defaults to this
+    machine's names and private addresses."""
     from relforge.tracking.mlflow_tracker import artifact_location_for
 
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", host,
@@ -38,6 +50,8 @@ def server_command(store_uri: str, *, host: str = "127.0.0.1", port: int = 5000,
     root = artifacts_destination or artifact_location_for(store_uri)
     if root:
         cmd += ["--default-artifact-root", root]
+    if allowed_hosts or host not in ("127.0.0.1", "localhost"):
+        cmd += ["--allowed-hosts", allowed_hosts or default_allowed_hosts(port)]
     return cmd
 
 
