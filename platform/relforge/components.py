@@ -652,6 +652,11 @@ class Executor(Component):
         scheduler's job id; it is saved in the sweep's ``sweep.json``)."""
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Refuse early (a :class:`relforge.validation.ConfigError` with the
+        way out) when this executor cannot run here, before the driver
+        touches the run store; not called for ``--dry-run``."""
+
     def describe(self, jobs: Sequence[Any], sweep: Any) -> list[str]:
         """What :meth:`run` would submit, one line each (``--dry-run``)."""
         return [f"{type(self).name}: {job.cell_id}" for job in jobs]

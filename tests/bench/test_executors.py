@@ -310,3 +310,38 @@ def test_the_contributing_executor_recipe_runs(tiny_bert_dir, tmp_path, monkeypa
     results = run_suite(spec, registry=reg, output_dir=tmp_path / "runs", executor="ray",
                         executor_settings={"num_gpus": 0})
     assert [r.status for r in results] == ["FINISHED"] and METRIC in results[0].metrics
+
+
+def test_a_tracking_server_that_is_down_or_no_slurm_is_one_line(tiny_bert_dir, tmp_path):
+    import shutil
+
+    from relforge.tracking.server import free_port
+
+    path = _suite(tmp_path, tiny_bert_dir, "four", [1])
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**_env(down), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    res = subprocess.run([sys.executable, "-m", "relforge", "bench", str(path), "--output-dir", str(tmp_path / "r")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert res.returncode == 2 and f"MLflow ({down})" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    if shutil.which("sbatch") is None:
+        res = subprocess.run([sys.executable, "-m", "relforge", "bench", str(path), "--output-dir",
+                              str(tmp_path / "r"), "--executor", "slurm"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=600)
+        assert res.returncode == 2 and "cluster=local" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_a_server_for_other_machines_answers_this_machines_names():
+    import socket
+
+    from relforge.tracking.server import server_command
+
+    local = server_command("sqlite:///x.db", port=5001)
+    assert "--allowed-hosts" not in local  # loopback only: MLflow's default
+    wide = server_command("postgresql://u@db/relforge", host="0.0.0.0", port=5001)
+    hosts = wide[wide.index("--allowed-hosts") + 1].split(",")
+    assert f"{socket.gethostname()}:5001" in hosts and "10.*" in hosts
+    assert "--default-artifact-root" not in wide  # PostgreSQL: artifacts where --artifact-root says
+    given = server_command("sqlite:///x.db", host="0.0.0.0", port=5001, allowed_hosts="login1",
+                           artifacts_destination="/shared/art")
+    assert given[given.index("--allowed-hosts") + 1] == "login1"
+    assert given[given.index("--default-artifact-root") + 1] == "/shared/art"

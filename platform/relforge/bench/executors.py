@@ -193,16 +193,20 @@ class SlurmExecutor(Executor):
     def separate_processes(self) -> bool:  # type: ignore[override]
         return self.settings.cluster != "debug"  # debug runs the jobs inside the driver
 
-    def executor(self, root: Path):
-        submitit = _submitit()
+    def check(self) -> None:
         import shutil
 
-        if self.settings.cluster in (None, "slurm") and shutil.which("sbatch") is None:
+        _submitit()
+        if self.remote_cluster and shutil.which("sbatch") is None:
             from relforge.config import ConfigError
 
             raise ConfigError("executor slurm: no SLURM here (sbatch is not on PATH); run `relforge bench` on a "
                               "node that submits jobs, or try the same code path on this machine with "
                               "--executor-set cluster=local")
+
+    def executor(self, root: Path):
+        self.check()
+        submitit = _submitit()
         folder = self.settings.folder or str(root / "submitit" / "%j")
         ex = submitit.AutoExecutor(folder=folder, cluster=self.settings.cluster,
                                    slurm_max_num_timeout=self.settings.max_timeouts,

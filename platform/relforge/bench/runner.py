@@ -109,6 +109,8 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
             f"processes or a cluster') and set MLFLOW_TRACKING_URI=http://HOST:PORT")
         if not dry_run:
             raise ConfigError(unreachable)
+    if not dry_run:
+        ex.check()  # before the store is touched
     shard_tag = f"{shard[0]}/{shard[1]}"
     done = store.finished_cells(client, tracking, spec.name) if client is not None and not rerun else {}
     results: dict[str, CellResult] = {}
