@@ -9,7 +9,8 @@ span is the final (separator) token, as in the public code, where the query
 has no summary (option ``query_label_span: sentence`` pools the sentence).
 
 Training (each step): the batch's queries and a random pool of
-``pool_size`` memory items are encoded with gradients, the retriever selects
+``pool_size`` memory items are encoded with gradients (``pool_gradients:
+false`` reads the pool from the cache instead: faster, not the paper's), the retriever selects
 k neighbours from the pool with the query's own example hidden from it, and
 the projected [query; neighbours] vectors go into the generator's encoder
 after its first token. The generation loss is the only loss, so it is what
@@ -63,6 +64,12 @@ class ETRAGSettings(Seq2SeqSettings):
     k: int = Field(5, ge=0)
     #: memory items drawn (and encoded with gradients) per training step
     pool_size: int = Field(32, gt=0)
+    #: True (the paper and its public code): the step's pool is encoded with gradients, so the
+    #: generation loss trains the retriever through the memory side as well as the queries. False
+    #: (a departure, for speed; issue #20): the pool's vectors are read from the memory cache
+    #: (no gradients, re-encoded every ``refresh_every`` training steps) and the retriever learns
+    #: through the queries only. ``benchmarks/perf/etrag_step.py`` measures both against SuRE.
+    pool_gradients: bool = True
     #: refresh the cached memory vectors every N training steps
     refresh_every: int = Field(100, gt=0)
     #: re-encode the memory before an evaluation that follows training steps
@@ -420,7 +427,12 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         n = len(self.memory_items)
         size = min(self.settings.pool_size, n)
         pool = torch.randperm(n, generator=self._pool_gen)[:size]
-        pool_vecs = self.encode_memory(pool.tolist())
+        if self.settings.pool_gradients:
+            pool_vecs = self.encode_memory(pool.tolist())
+        else:  # the cached vectors, refreshed every refresh_every steps (not before every step)
+            if self.memory_cache is None or self.train_steps - self._cache_step >= self.settings.refresh_every:
+                self.refresh_memory()
+            pool_vecs = self.memory_cache[pool].to(query.device)
         own = torch.tensor([r["example"] for r in batch.rows], dtype=torch.long)
         exclude = self._memory_example()[pool][None, :] == own[:, None]
         exclude &= (own >= 0)[:, None]

@@ -345,3 +345,64 @@ def test_prompt_attention_measures_the_decoder_reading_the_prompts(built):
 
     model._encoder_inputs = masked
     assert prompt_attention(model, data.splits["test"][:4], batch_size=2)["cross_attention_on_prompts"] < 1e-6
+
+
+def test_pool_without_gradients_reads_the_cache_and_trains_through_the_queries(built):
+    """``pool_gradients: false`` (issue #20, a departure for speed): the
+    step's pool comes from the memory cache, which is re-encoded every
+    ``refresh_every`` steps, not per step; the retriever still gets gradients,
+    through the queries only."""
+    model, data = built
+    feats = model.features(data.splits["train"], training=True)
+    old = model.settings
+    model.settings = old.model_copy(update={"pool_gradients": False, "refresh_every": 3})
+    try:
+        model.train()
+        batch = model.collate(feats[:4])
+        calls = []
+        real = model.encode_memory
+        model.encode_memory = lambda rows: calls.append(len(rows)) or real(rows)
+        model.train_steps = 0
+        model.memory_cache = None
+        model.span_encoder.zero_grad()
+        prompts = model._train_prompts(batch)
+        first = model._cache_step
+        assert first == 0 and model.memory_cache is not None
+        pool = model.last_retrieval["pool"]
+        weights = model.last_retrieval["weights"]  # (B, k, pool)
+        neighbours = torch.einsum("bkp,psh->bksh", weights, model.memory_cache[pool])
+        expected = model.make_prompts(model.encode_queries(batch.sources, [r["extra"] for r in batch.rows]),
+                                      neighbours)
+        # the neighbours' prompts (after the query's 3 vectors, which dropout makes differ per pass) are the
+        # retriever's weights over the cached pool vectors
+        assert torch.allclose(prompts[:, 3:], expected[:, 3:], atol=1e-5)
+        prompts.pow(2).sum().backward()
+        grads = [p.grad for p in model.span_encoder.parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads)  # through the queries
+        n_cache = len(calls)  # the refresh encoded the memory in chunks
+        model.train_steps = 2
+        model._train_prompts(batch)
+        assert len(calls) == n_cache and model._cache_step == first  # 2 steps old: read, not re-encoded
+        model.train_steps = 3
+        model._train_prompts(batch)
+        assert model._cache_step == 3 and len(calls) > n_cache  # refresh_every reached
+    finally:
+        del model.encode_memory
+        model.settings = old
+        model.train_steps = 0
+
+
+def test_pool_with_gradients_encodes_the_pool_every_step(built):
+    model, data = built
+    feats = model.features(data.splits["train"], training=True)
+    model.train()
+    batch = model.collate(feats[:4])
+    calls = []
+    real = model.encode_memory
+    model.encode_memory = lambda rows: calls.append(len(rows)) or real(rows)
+    try:
+        model._train_prompts(batch)
+        model._train_prompts(batch)
+    finally:
+        del model.encode_memory
+    assert calls == [model.settings.pool_size] * 2  # the paper's: the pool with gradients, each step
