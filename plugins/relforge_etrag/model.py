@@ -102,7 +102,9 @@ class ETRAGSettings(Seq2SeqSettings):
     #: query's gold labels; "random": k random items; "self": the query's own
     #: gold item (source + gold summary), the leak the method forbids. "none":
     #: the retriever chooses (the method).
-    oracle: Literal["none", "gold", "random", "self"] = "none"
+    #: "gold-one": one item with a gold label, repeated k times (tells apart what "self" lacks against
+    #: "gold": k different items, or the item's own content).
+    oracle: Literal["none", "gold", "gold-one", "random", "self"] = "none"
 
     @model_validator(mode="after")
     def _oracle_needs_neighbours(self):
@@ -553,7 +555,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
 
     def oracle_rows(self, rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
         """(B, k) memory rows an oracle probe gives each query: items with one
-        of its gold labels ("gold") or any items ("random"), never of its own
+        of its gold labels ("gold"; "gold-one": one such item k times) or any items ("random"), never of its own
         training example; drawn without replacement where there are k or more,
         with replacement otherwise. A query whose gold labels have no item gets
         random ones (counted in ``oracle_fallbacks``)."""
@@ -564,7 +566,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         out = []
         for r in rows:
             own = int(r.get("example", -1))  # -1: a scored example, not a training one
-            if self.settings.oracle == "gold":
+            if self.settings.oracle in ("gold", "gold-one"):
                 by = self._rows_by_label()
                 cand = torch.cat([by[g] for g in r["gold"] if g in by] or [torch.empty(0, dtype=torch.long)])
             else:
@@ -575,7 +577,9 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
                 self.oracle_fallbacks += 1
                 cand = torch.arange(n)
                 cand = cand[example != own] if own >= 0 else cand
-            if len(cand) >= k:
+            if self.settings.oracle == "gold-one":
+                pick = cand[torch.randint(len(cand), (1,), generator=self._oracle_gen)].repeat(k)
+            elif len(cand) >= k:
                 pick = cand[torch.randperm(len(cand), generator=self._oracle_gen)[:k]]
             else:
                 pick = cand[torch.randint(len(cand), (k,), generator=self._oracle_gen)]

@@ -80,7 +80,7 @@ def test_trainer_logs_the_models_diagnostics(tiny_t5_dir, tiny_bert_dir, tmp_pat
     assert all(0 <= m["train/retrieval/agreement_top1"] <= 1 for m in steps)
 
 
-@pytest.mark.parametrize("oracle", ["gold", "random", "self"])
+@pytest.mark.parametrize("oracle", ["gold", "gold-one", "random", "self"])
 def test_oracle_probes_choose_neighbours_by_the_gold_labels(tiny_t5_dir, tiny_bert_dir, oracle):
     model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir, f"model.oracle={oracle}"))
     feats, batch = _train_batch(model, data, n=6)
@@ -90,8 +90,10 @@ def test_oracle_probes_choose_neighbours_by_the_gold_labels(tiny_t5_dir, tiny_be
         for f, picked in zip(feats[:6], rows.tolist()):
             items = [model.memory_items[i] for i in picked]
             assert all(it["example"] != f["example"] for it in items)  # never the query's own example
-            if oracle == "gold":
+            if oracle in ("gold", "gold-one"):
                 assert all(it["label"] in f["gold"] for it in items)
+            if oracle == "gold-one":  # one item, k times
+                assert len(set(picked)) == 1
     model.train()
     loss = model(batch).loss
     loss.backward()
