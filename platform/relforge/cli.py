@@ -452,13 +452,21 @@ def bench(
     try:
         spec = read_suite(_suite_path(suite))
         if attach:
-            if dry_run or executor or jobs or executor_set or shard or rerun or overrides:
-                _fail("--attach follows the sweep as it was started: give it no other option than --output-dir")
-            attach_suite(spec, output_dir=output_dir, console=console)
+            if dry_run or executor or jobs or executor_set or rerun or overrides:
+                _fail("--attach follows the sweep as it was started: give it no other option than --output-dir "
+                      "(and --shard i/n for a shard's sweep)")
+            attached = attach_suite(spec, output_dir=output_dir, console=console, shard=parse_shard(shard))
+            failed = [r for r in attached if r.status == "FAILED"]
+            if failed:
+                _fail(code=1, message=f"{len(failed)} of {len(attached)} cells failed: " + "; ".join(
+                    f"{r.cell.cell_id}: {r.error}" for r in failed))
             return
         which = parse_shard(shard)
         settings = settings_from_pairs(executor_set or [], option="--executor-set")
         if jobs is not None:
+            if not executor and not (spec.executor or {}).get("name"):
+                _fail("--jobs runs cells at once on an executor that can: add --executor local (this machine) "
+                      "or --executor slurm")
             settings["jobs"] = jobs
         results = run_suite(spec, output_dir=output_dir, data_dir=data_dir, extra_overrides=list(overrides or []),
                             console=console, shard=which, rerun=rerun, executor=executor,

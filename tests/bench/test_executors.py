@@ -345,3 +345,69 @@ def test_a_server_for_other_machines_answers_this_machines_names():
                            artifacts_destination="/shared/art")
     assert given[given.index("--allowed-hosts") + 1] == "login1"
     assert given[given.index("--default-artifact-root") + 1] == "/shared/art"
+
+
+class Forgetful(Executor):
+    """A broken plugin executor: it runs nothing and reports nothing."""
+
+    name = "forgetful"
+    separate_processes = False
+
+    def run(self, jobs, sweep):
+        return iter(())
+
+
+class ForgetfulPlugin:
+    @hookimpl
+    def register_executors(self, register):
+        register(Forgetful)
+
+
+def test_a_cell_an_executor_never_reports_is_failed_not_dropped(tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    reg = Registry().load(entry_points=False)
+    reg.add_plugin(ForgetfulPlugin(), "broken")
+    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, tiny_bert_dir, "lost", [1, 2]).read_text()))
+    spec.base["tracking"] = {"trackers": []}
+    results = run_suite(spec, registry=reg, output_dir=tmp_path / "runs", executor="forgetful")
+    assert [r.status for r in results] == ["FAILED", "FAILED"]
+    assert all("returned no result" in r.error for r in results)
+    assert json.loads((tmp_path / "runs" / "lost" / "sweep.json").read_text())["finished"] is True
+
+
+def test_a_second_driver_is_refused_while_a_sweep_runs(tiny_bert_dir, tmp_path, monkeypatch):
+    from relforge.bench.sweep import Sweep
+    from relforge.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, tiny_bert_dir, "busy", [1]).read_text()))
+    spec.base["tracking"] = {"trackers": []}
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        Sweep(root=str(tmp_path / "runs" / "busy"), suite="busy", executor="relforge.local",
+              executor_settings={"jobs": 2}, parent_run_id=None, tracking_uri=None, tracking_store=None,
+              driver_pid=sleeper.pid).save()
+        with pytest.raises(ConfigError, match="still running.*--attach"):
+            run_suite(spec, output_dir=tmp_path / "runs", executor="local")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # its driver gone and no job alive: the old record is closed and the sweep runs
+    results = run_suite(spec, output_dir=tmp_path / "runs")
+    assert [r.status for r in results] == ["FINISHED"]
+
+
+def test_a_requeued_cell_continues_even_under_rerun():
+    from relforge.bench.executors import CellTask
+    from relforge.bench.sweep import CellJob
+
+    job = CellJob(suite={"name": "s"}, cell_id="seed=1", config_hash="abc", root="/tmp/x", rerun=True)
+    delayed = CellTask().checkpoint(job)
+    assert delayed.args[0].rerun is False and delayed.args[0].cell_id == "seed=1"
+    assert job.rerun is True  # the driver's job is left as it was
+
+
+def test_jobs_without_an_executor_that_runs_cells_at_once_is_one_line(tiny_bert_dir, tmp_path):
+    path = _suite(tmp_path, tiny_bert_dir, "four", [1])
+    res = _bench(path, tmp_path / "runs", f"sqlite:///{tmp_path / 'm.db'}", "--jobs", "2", cwd=tmp_path)
+    assert res.returncode == 2 and "--executor local" in res.stderr and "Traceback" not in res.stderr

@@ -34,6 +34,15 @@ from relforge.components import Executor, Settings
 POLL_S = 0.5
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a SLURM allocation or a cgroup
+    limit, not the whole host)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _failed(job: CellJob, why: str) -> dict[str, Any]:
     return {"cell": job.cell_id, "config_hash": job.config_hash, "status": "FAILED", "metrics": {}, "seconds": 0.0,
             "error": why, "run_id": None}
@@ -79,7 +88,7 @@ class LocalExecutor(Executor):
                                     "divided by jobs, at least 1).")
 
     def threads_per_cell(self) -> int:
-        return self.settings.threads or max(1, (os.cpu_count() or 1) // self.settings.jobs)
+        return self.settings.threads or max(1, usable_cores() // self.settings.jobs)
 
     def command(self, job_file: Path) -> list[str]:
         return [sys.executable, "-m", "relforge.bench.worker", str(job_file)]
@@ -125,12 +134,25 @@ class LocalExecutor(Executor):
                     yield record
                 time.sleep(POLL_S)
         finally:
-            # the driver ends (done, Ctrl-C, an error): no cell outlives it unseen
-            from relforge.tracking.server import stop_process_group
+            # the driver ends (done, Ctrl-C, an error): no cell outlives it unseen. SIGINT first, to every
+            # cell at once (a run interrupted that way is marked KILLED in MLflow), then one shared grace
+            import signal
 
-            for _job, proc in running.values():
+            left = [proc for _job, proc in running.values() if proc.poll() is None]
+            for proc in left:
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + 30
+            while time.time() < deadline and any(p.poll() is None for p in left):
+                time.sleep(0.2)
+            for proc in left:
                 if proc.poll() is None:
-                    stop_process_group(proc.pid, grace_s=20)
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
 
     def alive(self, handle: Any, sweep: Any) -> bool:
         return _pid_alive(handle)
@@ -157,7 +179,10 @@ class CellTask:
         return run_job(job, progress=False)
 
     def checkpoint(self, job: CellJob):
-        return _submitit().helpers.DelayedSubmission(type(self)(), job)
+        import dataclasses
+
+        # the requeued attempt continues the cell (its checkpoint, its MLflow run), even under --rerun
+        return _submitit().helpers.DelayedSubmission(type(self)(), dataclasses.replace(job, rerun=False))
 
 
 class SlurmExecutor(Executor):
@@ -246,7 +271,15 @@ class SlurmExecutor(Executor):
         def submit(batch: list[CellJob]) -> None:
             # SLURM: one job array, its parallelism bounded by the scheduler; submitit's local and debug
             # executors know no bound, so the driver keeps at most `jobs` of them in flight
-            submitted = ex.map_array(CellTask(), batch) if len(batch) > 1 else [ex.submit(CellTask(), batch[0])]
+            try:
+                submitted = ex.map_array(CellTask(), batch) if len(batch) > 1 else [ex.submit(CellTask(),
+                                                                                               batch[0])]
+            except _submitit().core.utils.FailedJobError as exc:  # sbatch refused it (partition, account, ...)
+                from relforge.validation import UserFacingError
+
+                raise UserFacingError(f"executor slurm: sbatch refused the job array: "
+                                      f"{' '.join(str(exc).split())[:400]} -- check --executor-set partition, "
+                                      f"gpus_per_node, timeout_min and additional.*") from None
             for job, sj in zip(batch, submitted):
                 waiting[job.cell_id] = (job, sj)
                 sweep.started(job, {"job_id": str(sj.job_id), "folder": str(sj.paths.folder)})
@@ -254,6 +287,17 @@ class SlurmExecutor(Executor):
         if queue and self.remote_cluster:
             submit(queue)
             queue = []
+        try:
+            yield from self._wait(queue, waiting, submit)
+        finally:
+            if waiting and self.settings.cluster == "local":
+                # submitit's local jobs are the driver's children: interrupted with it (a SLURM job goes on;
+                # --attach follows it)
+                for _job, sj in waiting.values():
+                    sj.cancel(check=False)
+
+    def _wait(self, queue: list[CellJob], waiting: dict[str, tuple[CellJob, Any]], submit
+              ) -> Iterator[dict[str, Any]]:
         while waiting or queue:
             free = self.settings.jobs - len(waiting)
             if queue and free > 0:

@@ -149,6 +149,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
             console.print(f"[yellow]note:[/] it would be refused: {unreachable}", highlight=False)
         return list(results.values())
 
+    _no_sweep_running(root, shard_tag, registry)
     parent_tags = {"relforge.suite": spec.name, "relforge.role": "suite", "relforge.shard": shard_tag}
     previous_parent = store.find_parent(client, tracking, spec.name, shard_tag) if client is not None else None
     if previous_parent:
@@ -196,6 +197,8 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                     console.print(f"[bold]cell {order[job.cell_id]}/{len(cells)}[/] {job.cell_id}", highlight=False)
 
             sweep.started = started
+            for job in jobs:  # a record left by an earlier sweep must not be read as this one's
+                job.result_path.unlink(missing_ok=True)
             sweep.save()
             with shown.task(f"suite {spec.name}", total=len(cells), unit="cells",
                             done=len(cells) - len(to_run)) as suite_task:
@@ -212,6 +215,13 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                         console.print(f"cell {result.cell.cell_id} finished ({result.seconds:.0f} s)", highlight=False)
                     running = len(sweep.handles) - sum(1 for c in by_id if c in results)
                     suite_task.advance(status=_cell_counts(list(results.values()), running))
+            for cell in to_run:
+                if cell.cell_id not in results:  # an executor that lost a job: said, never dropped
+                    results[cell.cell_id] = CellResult(cell, "FAILED", error=f"executor {type(ex).name} "
+                                                       "returned no result for it")
+                    console.print(f"[red]cell failed:[/] {cell.cell_id}: {results[cell.cell_id].error}",
+                                  highlight=False)
+            sweep.finish()
         finally:
             if server is not None:
                 server.stop()
@@ -225,83 +235,134 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     return ordered
 
 
+def _no_sweep_running(root: Path, shard: str, registry) -> None:
+    """Refuse to start a sweep while an earlier one of the same suite and
+    shard may still run (its driver or a job alive): two drivers would train
+    the same cells into the same folders. A dead sweep's tracking server, if
+    it still answers, is stopped."""
+    from relforge.bench.executors import _pid_alive
+    from relforge.bench.sweep import Sweep, read_result
+    from relforge.components import ComponentKind
+    from relforge.config import ConfigError
+    from relforge.tracking.server import is_up, stop_process_group
+
+    old = Sweep.load(root, shard)
+    if old is None or old.finished:
+        return
+    alive = []
+    if old.driver_pid and old.driver_pid != os.getpid() and _pid_alive(old.driver_pid):
+        alive.append(f"its driver, process {old.driver_pid}")
+    else:
+        try:
+            ex = registry.create(ComponentKind.EXECUTOR, old.executor, old.executor_settings)
+        except Exception:  # noqa: BLE001 - an executor no longer installed: nothing to ask
+            ex = None
+        if ex is not None:
+            alive += [f"cell {j.cell_id}" for j in old.cell_jobs()
+                      if read_result(j) is None and ex.alive(old.handles.get(j.cell_id), old)]
+    if alive:
+        flag = "" if shard == "1/1" else f" --shard {shard}"
+        raise ConfigError(f"a sweep of this suite is still running in {root} ({', '.join(alive[:3])}"
+                          f"{', ...' if len(alive) > 3 else ''}): follow it with `relforge bench SUITE --attach"
+                          f"{flag}`, or stop it before starting another")
+    if old.server_pid and old.tracking_uri and is_up(old.tracking_uri):
+        stop_process_group(old.server_pid)  # the dead driver's server, still answering at its address
+    old.finish()
+
+
 def attach_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/bench",
-                 console: Console | None = None, poll_s: float = 2.0) -> list[CellResult]:
+                 console: Console | None = None, poll_s: float = 2.0, shard: tuple[int, int] = (1, 1)
+                 ) -> list[CellResult]:
     """``relforge bench SUITE --attach``: the view of a sweep that is still
-    running or whose driver died, from its ``sweep.json``, the cells' result
+    running or whose driver died, from its ``sweep.json`` (the suite and
+    overrides the driver used, the jobs and their handles), the cells' result
     records and the run store. Waits while any of its jobs may still run
     (the executor's ``alive``), then prints the table; when the driver is
     gone it also writes the report to the suite's parent run (and stops the
-    tracking server the driver started)."""
+    tracking server the driver started, if it still answers)."""
     import time
 
     from relforge import progress as shown
     from relforge.bench import store
-    from relforge.bench.sweep import Sweep, read_result
+    from relforge.bench.executors import _pid_alive
+    from relforge.bench.sweep import Sweep, read_result, sweep_file
     from relforge.components import ComponentKind
     from relforge.config import ConfigError, validate_config
     from relforge.registry import get_registry
     from relforge.run import Run
-    from relforge.tracking.server import stop_process_group
+    from relforge.tracking.server import is_up, stop_process_group
 
     registry = registry or get_registry()
     console = console or Console()
     root = Path(output_dir) / spec.name
-    sweep = Sweep.load(root)
+    shard_tag = f"{shard[0]}/{shard[1]}"
+    sweep = Sweep.load(root, shard_tag)
     if sweep is None:
-        raise ConfigError(f"no sweep recorded in {root} ({root / 'sweep.json'} is missing): start one with "
-                          f"`relforge bench {spec.name} --executor local|slurm`")
+        raise ConfigError(f"no sweep recorded in {root} ({root / sweep_file(shard_tag)} is missing): start one "
+                          f"with `relforge bench {spec.name} --executor local|slurm`")
     ex = registry.create(ComponentKind.EXECUTOR, sweep.executor, sweep.executor_settings)
     jobs = sweep.cell_jobs()
-    cells = {c.cell_id: c for c in shard_cells(expand(spec, registry=registry), parse_shard(sweep.shard))}
+    # the suite and overrides the driver ran, not the file as it is now
+    used = SuiteFile.model_validate(jobs[0].suite) if jobs else spec
+    overrides = list(jobs[0].overrides) if jobs else []
+    cells = {c.cell_id: c for c in shard_cells(expand(used, registry=registry, extra_overrides=overrides), shard)}
     console.print(f"sweep {spec.name}: {len(jobs)} cells handed to {sweep.executor}; parent run "
-                  f"{sweep.parent_run_id or '(no tracking)'}", highlight=False)
+                  f"{sweep.parent_run_id or '(no tracking)'}{'; finished' if sweep.finished else ''}",
+                  highlight=False)
     with shown.task(f"suite {spec.name}", total=len(jobs), unit="cells") as task:
         seen = 0
         while True:
             records = {j.cell_id: read_result(j) for j in jobs}
             finished = sum(r is not None for r in records.values())
-            alive = [j for j in jobs if records[j.cell_id] is None and ex.alive(sweep.handles.get(j.cell_id), sweep)]
+            alive = [] if sweep.finished else [j for j in jobs if records[j.cell_id] is None
+                                               and ex.alive(sweep.handles.get(j.cell_id), sweep)]
             failed = sum(1 for r in records.values() if r is not None and r.get("status") == "FAILED")
-            task.advance(finished - seen, status=f"{len(alive)} running, {finished - failed} finished, {failed} failed")
+            task.advance(finished - seen, status=f"{len(alive)} running, {finished - failed} finished, "
+                                                 f"{failed} failed")
             seen = finished
             if not alive:
                 break
             time.sleep(poll_s)
-    tracking = dict(spec.base.get("tracking", {}))
+    tracking = dict(used.base.get("tracking", {}))
     client = store.client_for(tracking)
-    done = store.finished_cells(client, tracking, spec.name) if client is not None else {}
+    done = store.finished_cells(client, tracking, used.name) if client is not None else {}
     results: list[CellResult] = []
     run_ids: dict[str, str] = {}
     job_ids = {j.cell_id for j in jobs}
     for cell_id, cell in cells.items():
         record = records.get(cell_id)
-        if record is not None:
-            results.append(_result_from(record, cells))
+        result = _result_from(record, cells) if record is not None else None
+        if result is not None:
+            results.append(result)
             if record.get("run_id"):
                 run_ids[cell_id] = record["run_id"]
         elif cell_id in job_ids:
             results.append(CellResult(cell, "FAILED", error="its job ended without a result (killed?); "
                                       f"`relforge bench {spec.name}` runs it again, from its checkpoint"))
-        elif cell.config_hash in done:
-            results.append(CellResult(cell, "SKIPPED", store.metrics_of(done[cell.config_hash])))
-            run_ids[cell_id] = done[cell.config_hash].info.run_id
-    from relforge.bench.executors import _pid_alive
-
+        elif cell.error:
+            results.append(CellResult(cell, "FAILED", error=cell.error))
+        else:
+            earlier = _earlier_result(done, cell, cell_dir(root, cell))
+            if earlier is not None:
+                results.append(CellResult(cell, "SKIPPED", earlier[0]))
+                if cell.config_hash in done:
+                    run_ids[cell_id] = done[cell.config_hash].info.run_id
     if sweep.driver_pid and sweep.driver_pid != os.getpid() and _pid_alive(sweep.driver_pid):
-        console.print(comparison_table(spec, results))
+        console.print(comparison_table(used, results))
         console.print(f"the driver (process {sweep.driver_pid}) is still running; it writes the report",
                       highlight=False)
         return results
-    if sweep.server_pid:
+    if sweep.server_pid and sweep.tracking_uri and is_up(sweep.tracking_uri):
         stop_process_group(sweep.server_pid)  # the driver's tracking server, left behind when it died
-    parent_cfg = validate_config({"name": f"suite-{spec.name}", "tracking": tracking, "output_dir": str(root)},
+    parent_cfg = validate_config({"name": f"suite-{used.name}", "tracking": tracking, "output_dir": str(root)},
                                  registry=registry)
-    tags = {"relforge.suite": spec.name, "relforge.role": "suite", "relforge.shard": sweep.shard}
+    tags = {"relforge.suite": used.name, "relforge.role": "suite", "relforge.shard": sweep.shard}
     if sweep.parent_run_id:
         tags["resume_run_id"] = sweep.parent_run_id
-    with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{spec.name}", tags=tags) as parent:
-        finish_suite(spec, results, root, parent, client, console, registry, parse_shard(sweep.shard), run_ids)
+    with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{used.name}",
+             tags=tags) as parent:
+        finish_suite(used, results, root, parent, client, console, registry, shard, run_ids)
+    sweep.finish()
     return results
 
 

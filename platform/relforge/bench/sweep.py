@@ -27,8 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: the record of a sweep, in the suite's output folder
+#: the record of a sweep, in the suite's output folder (``sweep-shard<i>of<n>.json`` for a shard)
 SWEEP_FILE = "sweep.json"
+
+
+def sweep_file(shard: str = "1/1") -> str:
+    i, n = shard.split("/")
+    return SWEEP_FILE if shard == "1/1" else f"sweep-shard{i}of{n}.json"
 #: where the cells' result records (and local workers' logs) go, in the suite's output folder
 JOBS_DIR = "jobs"
 #: the tag that says which store a cell logged to when it logs through a server (its resume identity)
@@ -192,10 +197,12 @@ class Sweep:
     shard: str = "1/1"
     driver_pid: int | None = None
     started_at: float = field(default_factory=time.time)
+    #: set when the driver (or --attach) ended the sweep: its process ids mean nothing any more
+    finished: bool = False
 
     @property
     def path(self) -> Path:
-        return Path(self.root) / SWEEP_FILE
+        return Path(self.root) / sweep_file(self.shard)
 
     def cell_jobs(self) -> list[CellJob]:
         return [CellJob(**j) for j in self.jobs]
@@ -211,9 +218,14 @@ class Sweep:
         tmp.write_text(json.dumps(asdict(self), indent=2, default=str), encoding="utf-8")
         tmp.replace(self.path)
 
+    def finish(self) -> None:
+        """The sweep is over: nothing of it runs any more."""
+        self.finished, self.server_pid, self.driver_pid = True, None, None
+        self.save()
+
     @classmethod
-    def load(cls, root: Path) -> Sweep | None:
-        path = Path(root) / SWEEP_FILE
+    def load(cls, root: Path, shard: str = "1/1") -> Sweep | None:
+        path = Path(root) / sweep_file(shard)
         if not path.is_file():
             return None
         return cls(**json.loads(path.read_text(encoding="utf-8")))

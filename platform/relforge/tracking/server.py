@@ -118,8 +118,8 @@ def stop_process_group(pid: int, grace_s: float = 10.0) -> None:
 def start_server(store_uri: str, *, host: str = "127.0.0.1", port: int | None = None, log: Path | None = None,
                  wait_s: float = 300.0) -> TrackingServer:
     """Start ``mlflow server`` for ``store_uri`` and return once it answers
-    ``/health``. Raises RuntimeError (with the end of its log) when it does
-    not come up."""
+    ``/health``. Raises UserFacingError (one line, with the end of its log) when it does
+    not come up (a :class:`relforge.validation.UserFacingError`: one line)."""
     port = port or free_port(host)
     url = f"http://{host}:{port}"
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
@@ -141,5 +141,7 @@ def start_server(store_uri: str, *, host: str = "127.0.0.1", port: int | None = 
     tail = ""
     if log is not None and log.is_file():
         tail = " ".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:])
-    raise RuntimeError(f"the MLflow tracking server for {store_uri} did not come up on {url} "
-                       f"within {wait_s:.0f} s{': ' + tail if tail else ''}")
+    from relforge.validation import UserFacingError
+
+    raise UserFacingError(f"the MLflow tracking server for {store_uri} did not come up on {url} "
+                          f"within {wait_s:.0f} s{': ' + tail if tail else ''}")
