@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import print_table
 
 
 def labels_from_nyt(data_dir: Path) -> dict[str, str]:
@@ -105,10 +106,8 @@ def main() -> None:
     print(f"\nmachine: {info['machine']}; load average {info['load_1min']}; commit {commit}; batch {a.batch} x "
           f"{len(words)} candidates ({info['candidate_tokens']} candidate tokens, {info['trie_nodes']} Trie nodes); "
           f"median of {a.rounds} interleaved rounds; largest score difference {diff:.2e}\n")
-    print("| case (forward + backward) | seconds | x one CE step |")
-    print("|---|---|---|")
-    for r in rows:
-        print(f"| {r['case']} | {r['seconds']} | {r['vs_ce']}x |")
+    print_table(["case (forward + backward)", "seconds", "x one CE step"],
+                [[r["case"], r["seconds"], f"{r['vs_ce']}x"] for r in rows])
 
 
 if __name__ == "__main__":

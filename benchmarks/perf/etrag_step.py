@@ -19,19 +19,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
+from common import commit, print_table
+
 import torch
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or "?"
-    except OSError:
-        return "?"
 
 
 def build(extra: list[str]):
@@ -101,10 +94,7 @@ def main() -> None:
     print(f"\nmachine: {info['machine']}; load average {info['load_1min']}; commit {info['commit']}; "
           f"batch {a.batch}, {a.rounds} rounds x {a.steps} steps per case, median step; the cached case "
           f"includes one memory refresh ({refresh_s:.2f} s) spread over refresh_every steps\n")
-    print("| case | step s | vs SuRE |")
-    print("|---|---|---|")
-    for r in rows:
-        print(f"| {r['case']} | {r['step_s']} | {r['vs_sure']}x |")
+    print_table(["case", "step s", "vs SuRE"], [[r["case"], r["step_s"], f"{r['vs_sure']}x"] for r in rows])
 
 
 if __name__ == "__main__":

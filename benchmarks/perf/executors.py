@@ -27,13 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or "?"
-    except OSError:
-        return "?"
+from common import commit
 
 
 def run_arm(name: str, suite: str, root: Path, extra: list[str], threads: int | None,

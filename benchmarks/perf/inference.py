@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import commit
+
 import torch
 
 
@@ -58,14 +60,6 @@ def interleaved(fns: dict, rounds: int) -> dict:
             fn()
             times[k].append(time.perf_counter() - t)
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        return "?"
 
 
 def main() -> None:

@@ -112,21 +112,32 @@ class Reversed(Executor):
             yield run_job(job, registry=sweep.registry, cell=sweep.cells.get(job.cell_id), progress=False)
 
 
-class ExecutorPlugin:
-    @hookimpl
-    def register_executors(self, register):
-        register(Reversed)
+def _with_executor(executor_cls, plugin: str) -> Registry:
+    """The installed registry plus a plugin offering ``executor_cls``."""
+
+    class Plugin:
+        @hookimpl
+        def register_executors(self, register):
+            register(executor_cls)
+
+    reg = Registry().load(entry_points=False)
+    reg.add_plugin(Plugin(), plugin)
+    return reg
+
+
+def _untracked_spec(tmp_path: Path, backbone: Path, name: str, seeds: list[int]) -> SuiteFile:
+    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, backbone, name, seeds).read_text()))
+    spec.base["tracking"] = {"trackers": []}
+    return spec
 
 
 def test_hook_register_executors(tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    reg = Registry().load(entry_points=False)
-    reg.add_plugin(ExecutorPlugin(), "extra")
+    reg = _with_executor(Reversed, "extra")
     assert reg.get("executor", "reversed").full_name == "extra.reversed"
     assert {"relforge.inline", "relforge.local", "relforge.slurm"} <= {
         c.full_name for c in reg.components("executor")}
-    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, tiny_bert_dir, "rev", [1, 2]).read_text()))
-    spec.base["tracking"] = {"trackers": []}
+    spec = _untracked_spec(tmp_path, tiny_bert_dir, "rev", [1, 2])
     results = run_suite(spec, registry=reg, output_dir=tmp_path / "runs", executor="reversed",
                         executor_settings={"label": "x"})
     assert [r.status for r in results] == ["FINISHED", "FINISHED"]
@@ -305,8 +316,7 @@ def test_the_contributing_executor_recipe_runs(tiny_bert_dir, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     reg = Registry().load(entry_points=False)
     reg.add_plugin(namespace["Plugin"](), "rayplugin")
-    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, tiny_bert_dir, "ray", [1]).read_text()))
-    spec.base["tracking"] = {"trackers": []}
+    spec = _untracked_spec(tmp_path, tiny_bert_dir, "ray", [1])
     results = run_suite(spec, registry=reg, output_dir=tmp_path / "runs", executor="ray",
                         executor_settings={"num_gpus": 0})
     assert [r.status for r in results] == ["FINISHED"] and METRIC in results[0].metrics
@@ -357,18 +367,10 @@ class Forgetful(Executor):
         return iter(())
 
 
-class ForgetfulPlugin:
-    @hookimpl
-    def register_executors(self, register):
-        register(Forgetful)
-
-
 def test_a_cell_an_executor_never_reports_is_failed_not_dropped(tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    reg = Registry().load(entry_points=False)
-    reg.add_plugin(ForgetfulPlugin(), "broken")
-    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, tiny_bert_dir, "lost", [1, 2]).read_text()))
-    spec.base["tracking"] = {"trackers": []}
+    reg = _with_executor(Forgetful, "broken")
+    spec = _untracked_spec(tmp_path, tiny_bert_dir, "lost", [1, 2])
     results = run_suite(spec, registry=reg, output_dir=tmp_path / "runs", executor="forgetful")
     assert [r.status for r in results] == ["FAILED", "FAILED"]
     assert all("returned no result" in r.error for r in results)
@@ -380,8 +382,7 @@ def test_a_second_driver_is_refused_while_a_sweep_runs(tiny_bert_dir, tmp_path, 
     from relforge.config import ConfigError
 
     monkeypatch.chdir(tmp_path)
-    spec = SuiteFile.model_validate(yaml.safe_load(_suite(tmp_path, tiny_bert_dir, "busy", [1]).read_text()))
-    spec.base["tracking"] = {"trackers": []}
+    spec = _untracked_spec(tmp_path, tiny_bert_dir, "busy", [1])
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         Sweep(root=str(tmp_path / "runs" / "busy"), suite="busy", executor="relforge.local",
