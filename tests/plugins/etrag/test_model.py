@@ -238,7 +238,7 @@ def test_analysis_counts_label_agreement(built, monkeypatch):
     assert result["agreement_top1"] == 1.0 and result["agreement_at_k"] == 0.5
 
 
-def test_similarity_spread_sees_a_collapsed_space(built):
+def test_similarity_spread_sees_a_collapsed_space(built, monkeypatch):
     from relforge_etrag.analysis import similarity_spread
 
     model, data = built
@@ -250,7 +250,9 @@ def test_similarity_spread_sees_a_collapsed_space(built):
     # every span vector made alike (what end-to-end training did to the retriever): similarity 1, no spread
     model.ensure_cache()
     model.memory_cache = model.memory_cache[:1].expand_as(model.memory_cache).clone()
-    model.encode_queries = lambda sources, extras: model.memory_cache[:1].expand(len(sources), -1, -1)
+    # (monkeypatch: the model is the module's shared fixture, later tests need its own encode_queries)
+    monkeypatch.setattr(model, "encode_queries",
+                        lambda sources, extras: model.memory_cache[:1].expand(len(sources), -1, -1))
     collapsed = similarity_spread(model, test)
     assert collapsed["query_memory_similarity"] == pytest.approx(1.0, abs=1e-5)
     assert collapsed["memory_memory_similarity"] == pytest.approx(1.0, abs=1e-5)
@@ -347,7 +349,7 @@ def test_prompt_attention_measures_the_decoder_reading_the_prompts(built):
     assert prompt_attention(model, data.splits["test"][:4], batch_size=2)["cross_attention_on_prompts"] < 1e-6
 
 
-def test_pool_without_gradients_reads_the_cache_and_trains_through_the_queries(built):
+def test_pool_without_gradients_reads_the_cache_and_trains_through_the_queries(built, monkeypatch):
     """``pool_gradients: false`` (issue #20, a departure for speed): the
     step's pool comes from the memory cache, which is re-encoded every
     ``refresh_every`` steps, not per step; the retriever still gets gradients,
@@ -361,7 +363,7 @@ def test_pool_without_gradients_reads_the_cache_and_trains_through_the_queries(b
         batch = model.collate(feats[:4])
         calls = []
         real = model.encode_memory
-        model.encode_memory = lambda rows: calls.append(len(rows)) or real(rows)
+        monkeypatch.setattr(model, "encode_memory", lambda rows: calls.append(len(rows)) or real(rows))
         model.train_steps = 0
         model.memory_cache = None
         model.span_encoder.zero_grad()
@@ -387,22 +389,18 @@ def test_pool_without_gradients_reads_the_cache_and_trains_through_the_queries(b
         model._train_prompts(batch)
         assert model._cache_step == 3 and len(calls) > n_cache  # refresh_every reached
     finally:
-        del model.encode_memory
         model.settings = old
         model.train_steps = 0
 
 
-def test_pool_with_gradients_encodes_the_pool_every_step(built):
+def test_pool_with_gradients_encodes_the_pool_every_step(built, monkeypatch):
     model, data = built
     feats = model.features(data.splits["train"], training=True)
     model.train()
     batch = model.collate(feats[:4])
     calls = []
     real = model.encode_memory
-    model.encode_memory = lambda rows: calls.append(len(rows)) or real(rows)
-    try:
-        model._train_prompts(batch)
-        model._train_prompts(batch)
-    finally:
-        del model.encode_memory
+    monkeypatch.setattr(model, "encode_memory", lambda rows: calls.append(len(rows)) or real(rows))
+    model._train_prompts(batch)
+    model._train_prompts(batch)
     assert calls == [model.settings.pool_size] * 2  # the paper's: the pool with gradients, each step
