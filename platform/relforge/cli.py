@@ -569,12 +569,11 @@ def ui(
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 for the run store (the server and its workers stop with this command:
     Ctrl-C, SIGTERM or SIGHUP)."""
-    import os
     import signal
     import subprocess
 
     from relforge.tracking.mlflow_tracker import default_tracking_uri
-    from relforge.tracking.server import server_command, server_env
+    from relforge.tracking.server import server_command, server_env, stop_process_group
 
     uri = tracking_uri or default_tracking_uri()
     cmd = server_command(uri, host=host, port=port, workers=workers, artifacts_destination=artifact_root,
@@ -590,14 +589,7 @@ def ui(
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
 
     def stop(*_: object) -> None:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_process_group(server.pid, process=server)
 
     def on_signal(signum: int, _frame: object) -> None:
         stop()

@@ -82,12 +82,7 @@ class TrackingServer:
     pid: int
 
     def stop(self) -> None:
-        stop_process_group(self.pid)
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        stop_process_group(self.pid, process=self.process)
 
     def __enter__(self) -> TrackingServer:
         return self
@@ -96,14 +91,18 @@ class TrackingServer:
         self.stop()
 
 
-def stop_process_group(pid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM to the process group ``pid`` leads, SIGKILL if it is still there after ``grace_s``."""
+def stop_process_group(pid: int, grace_s: float = 10.0, process: subprocess.Popen | None = None) -> None:
+    """SIGTERM to the process group ``pid`` leads, SIGKILL if it is still there after ``grace_s``.
+    ``process``: the leader when it is this process's child, reaped here (an unreaped leader keeps
+    its group alive to ``killpg``, which would wait out the whole grace)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.time() + grace_s
     while time.time() < deadline:
+        if process is not None:
+            process.poll()
         try:
             os.killpg(pid, 0)
         except (ProcessLookupError, PermissionError):
@@ -118,8 +117,8 @@ def stop_process_group(pid: int, grace_s: float = 10.0) -> None:
 def start_server(store_uri: str, *, host: str = "127.0.0.1", port: int | None = None, log: Path | None = None,
                  wait_s: float = 300.0) -> TrackingServer:
     """Start ``mlflow server`` for ``store_uri`` and return once it answers
-    ``/health``. Raises UserFacingError (one line, with the end of its log) when it does
-    not come up (a :class:`relforge.validation.UserFacingError`: one line)."""
+    ``/health``. Raises :class:`relforge.validation.UserFacingError` (one
+    line, with the end of its log) when it does not come up."""
     port = port or free_port(host)
     url = f"http://{host}:{port}"
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
