@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from relforge.bench.sweep import JOBS_DIR, CellJob, Sweep, cell_folder_name, read_result, run_job
+from relforge.bench.sweep import (JOBS_DIR, CellJob, Sweep, cell_folder_name, failed_record, pid_alive, read_result,
+                                  run_job)
 from relforge.components import Executor, Settings
 
 #: how often the driver looks at its jobs (seconds)
@@ -41,11 +42,6 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _failed(job: CellJob, why: str) -> dict[str, Any]:
-    return {"cell": job.cell_id, "config_hash": job.config_hash, "status": "FAILED", "metrics": {}, "seconds": 0.0,
-            "error": why, "run_id": None}
 
 
 class InlineExecutor(Executor):
@@ -64,17 +60,7 @@ class InlineExecutor(Executor):
                           progress=getattr(sweep, "progress", True))
 
     def alive(self, handle: Any, sweep: Any) -> bool:
-        return _pid_alive(handle)
-
-
-def _pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+        return pid_alive(handle)
 
 
 class LocalExecutor(Executor):
@@ -101,7 +87,7 @@ class LocalExecutor(Executor):
     def run(self, jobs: Sequence[CellJob], sweep: Any) -> Iterator[dict[str, Any]]:
         threads = self.threads_per_cell()
         queue = list(jobs)
-        running: dict[str, tuple[CellJob, subprocess.Popen]] = {}
+        running: dict[str, tuple[CellJob, subprocess.Popen, Path]] = {}
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                "RELFORGE_QUIET": os.environ.get("RELFORGE_QUIET", "")}
         try:
@@ -114,31 +100,27 @@ class LocalExecutor(Executor):
                     name = cell_folder_name(job.cell_id)
                     job_file = folder / f"{name}.job.json"
                     job_file.write_text(job.to_json(), encoding="utf-8")
-                    job.result_path.unlink(missing_ok=True)
-                    with open(folder / f"{name}.log", "ab") as log:
+                    log = folder / f"{name}.log"
+                    with open(log, "ab") as out:
                         # a process group of its own: the driver's Ctrl-C is not the cell's; the driver ends it
-                        proc = subprocess.Popen(self.command(job_file), stdout=log, stderr=subprocess.STDOUT,
+                        proc = subprocess.Popen(self.command(job_file), stdout=out, stderr=subprocess.STDOUT,
                                                 env=env, start_new_session=True)
-                    running[job.cell_id] = (job, proc)
+                    running[job.cell_id] = (job, proc, log)
                     sweep.started(job, proc.pid)
-                for cell_id, (job, proc) in list(running.items()):
+                for cell_id, (job, proc, log) in list(running.items()):
                     code = proc.poll()
                     if code is None:
                         continue
                     del running[cell_id]
-                    record = read_result(job)
-                    if record is None:
-                        log = Path(job.root) / JOBS_DIR / f"{cell_folder_name(job.cell_id)}.log"
-                        record = _failed(job, f"its process exited with code {code} without a result; "
-                                              f"log: {log}")
-                    yield record
+                    yield read_result(job) or failed_record(job, f"its process exited with code {code} without "
+                                                                 f"a result; log: {log}")
                 time.sleep(POLL_S)
         finally:
             # the driver ends (done, Ctrl-C, an error): no cell outlives it unseen. SIGINT first, to every
             # cell at once (a run interrupted that way is marked KILLED in MLflow), then one shared grace
             import signal
 
-            left = [proc for _job, proc in running.values() if proc.poll() is None]
+            left = [proc for _job, proc, _log in running.values() if proc.poll() is None]
             for proc in left:
                 try:
                     os.killpg(proc.pid, signal.SIGINT)
@@ -155,7 +137,7 @@ class LocalExecutor(Executor):
                         pass
 
     def alive(self, handle: Any, sweep: Any) -> bool:
-        return _pid_alive(handle)
+        return pid_alive(handle)
 
 
 def _submitit():
@@ -263,8 +245,6 @@ class SlurmExecutor(Executor):
 
     def run(self, jobs: Sequence[CellJob], sweep: Any) -> Iterator[dict[str, Any]]:
         ex = self.executor(Path(jobs[0].root) if jobs else Path("."))
-        for job in jobs:
-            job.result_path.unlink(missing_ok=True)
         queue = list(jobs)
         waiting: dict[str, tuple[CellJob, Any]] = {}
 
@@ -310,7 +290,7 @@ class SlurmExecutor(Executor):
                 try:
                     record = sj.result()
                 except Exception as exc:  # noqa: BLE001 - submitit raises the job's failure here
-                    record = read_result(job) or _failed(job, f"job {sj.job_id} failed: "
+                    record = read_result(job) or failed_record(job, f"job {sj.job_id} failed: "
                                                               f"{' '.join(str(exc).split())[:500]}")
                 yield record
             if waiting:
@@ -321,7 +301,7 @@ class SlurmExecutor(Executor):
             return False
         job_id = str(handle.get("job_id", ""))
         if self.settings.cluster == "local":
-            return _pid_alive(job_id)  # submitit's local jobs are named by their controller's process id
+            return pid_alive(job_id)  # submitit's local jobs are named by their controller's process id
         if self.settings.cluster == "debug":
             return False  # it ran inside the driver
         submitit = _submitit()

@@ -49,7 +49,9 @@ def shard_cells(cells: Sequence[Cell], shard: tuple[int, int]) -> list[Cell]:
 
 
 def cell_dir(root: Path, cell: Cell) -> Path:
-    return root / cell.cell_id.replace("/", "_")
+    from relforge.bench.sweep import cell_folder_name
+
+    return root / cell_folder_name(cell.cell_id)
 
 
 def build_executor(spec: SuiteFile, name: str | None = None, settings: Mapping[str, Any] | None = None,
@@ -89,9 +91,8 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     from relforge import progress as shown
     from relforge.bench import store
     from relforge.bench.sweep import CellJob, Sweep
-    from relforge.config import ConfigError, validate_config
+    from relforge.config import ConfigError
     from relforge.registry import get_registry
-    from relforge.run import Run
 
     registry = registry or get_registry()
     console = console or Console()
@@ -117,17 +118,13 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     run_ids: dict[str, str] = {}  # cell id -> its MLflow run
     to_run: list[Cell] = []
     for cell in cells:
-        if cell.error:
-            results[cell.cell_id] = CellResult(cell, "FAILED", error=cell.error)
+        settled = _settled(cell, done, root, rerun)
+        if settled is None:
+            to_run.append(cell)
             continue
-        earlier = _earlier_result(done, cell, cell_dir(root, cell)) if not rerun else None
-        if earlier is not None:
-            results[cell.cell_id] = CellResult(cell, "SKIPPED", earlier[0])
-            results[cell.cell_id].error = None
-            if cell.config_hash in done:
-                run_ids[cell.cell_id] = done[cell.config_hash].info.run_id
-            continue
-        to_run.append(cell)
+        results[cell.cell_id], run_id = settled
+        if run_id:
+            run_ids[cell.cell_id] = run_id
 
     def job_for(cell: Cell, parent_id: str | None = None, uri: str | None = None) -> CellJob:
         return CellJob(suite=spec.model_dump(mode="json", by_alias=True), cell_id=cell.cell_id,
@@ -150,16 +147,10 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
         return list(results.values())
 
     _no_sweep_running(root, shard_tag, registry)
-    parent_tags = {"relforge.suite": spec.name, "relforge.role": "suite", "relforge.shard": shard_tag}
     previous_parent = store.find_parent(client, tracking, spec.name, shard_tag) if client is not None else None
-    if previous_parent:
-        parent_tags["resume_run_id"] = previous_parent
-    parent_cfg = validate_config({"name": f"suite-{spec.name}", "tracking": tracking, "output_dir": str(root)},
-                                 registry=registry)
     order = {c.cell_id: i for i, c in enumerate(cells, 1)}
     by_id = {c.cell_id: c for c in to_run}
-    with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{spec.name}",
-             tags=parent_tags) as parent:
+    with _parent_run(spec.name, tracking, root, registry, shard_tag, previous_parent) as parent:
         parent_id = parent.state.get("mlflow", {}).get("run_id")
         for cell in cells:
             r = results.get(cell.cell_id)
@@ -235,22 +226,48 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
     return ordered
 
 
+def _settled(cell: Cell, done: Mapping[str, Any], root: Path, rerun: bool
+             ) -> tuple[CellResult, str | None] | None:
+    """A cell that needs no run, with its MLflow run id when known: FAILED
+    when its configuration is invalid, SKIPPED when it finished earlier
+    (unless ``rerun``); None when it is to run."""
+    if cell.error:
+        return CellResult(cell, "FAILED", error=cell.error), None
+    earlier = _earlier_result(done, cell, cell_dir(root, cell)) if not rerun else None
+    if earlier is None:
+        return None
+    run = done.get(cell.config_hash)
+    return CellResult(cell, "SKIPPED", earlier[0]), run.info.run_id if run is not None else None
+
+
+def _parent_run(suite: str, tracking: Mapping[str, Any], root: Path, registry, shard: str, resume_id: str | None):
+    """The suite's parent run (a :class:`relforge.run.Run` to enter),
+    continuing ``resume_id`` when given."""
+    from relforge.config import validate_config
+    from relforge.run import Run
+
+    cfg = validate_config({"name": f"suite-{suite}", "tracking": dict(tracking), "output_dir": str(root)},
+                          registry=registry)
+    tags = {"relforge.suite": suite, "relforge.role": "suite", "relforge.shard": shard}
+    if resume_id:
+        tags["resume_run_id"] = resume_id
+    return Run(cfg, registry=registry, output_dir=root / "suite", name=f"suite-{suite}", tags=tags)
+
+
 def _no_sweep_running(root: Path, shard: str, registry) -> None:
     """Refuse to start a sweep while an earlier one of the same suite and
     shard may still run (its driver or a job alive): two drivers would train
     the same cells into the same folders. A dead sweep's tracking server, if
     it still answers, is stopped."""
-    from relforge.bench.executors import _pid_alive
     from relforge.bench.sweep import Sweep, read_result
     from relforge.components import ComponentKind
     from relforge.config import ConfigError
-    from relforge.tracking.server import is_up, stop_process_group
 
     old = Sweep.load(root, shard)
     if old is None or old.finished:
         return
     alive = []
-    if old.driver_pid and old.driver_pid != os.getpid() and _pid_alive(old.driver_pid):
+    if old.driver_alive():
         alive.append(f"its driver, process {old.driver_pid}")
     else:
         try:
@@ -265,8 +282,7 @@ def _no_sweep_running(root: Path, shard: str, registry) -> None:
         raise ConfigError(f"a sweep of this suite is still running in {root} ({', '.join(alive[:3])}"
                           f"{', ...' if len(alive) > 3 else ''}): follow it with `relforge bench SUITE --attach"
                           f"{flag}`, or stop it before starting another")
-    if old.server_pid and old.tracking_uri and is_up(old.tracking_uri):
-        stop_process_group(old.server_pid)  # the dead driver's server, still answering at its address
+    old.stop_leftover_server()
     old.finish()
 
 
@@ -284,13 +300,10 @@ def attach_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
 
     from relforge import progress as shown
     from relforge.bench import store
-    from relforge.bench.executors import _pid_alive
     from relforge.bench.sweep import Sweep, read_result, sweep_file
     from relforge.components import ComponentKind
-    from relforge.config import ConfigError, validate_config
+    from relforge.config import ConfigError
     from relforge.registry import get_registry
-    from relforge.run import Run
-    from relforge.tracking.server import is_up, stop_process_group
 
     registry = registry or get_registry()
     console = console or Console()
@@ -339,28 +352,19 @@ def attach_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
         elif cell_id in job_ids:
             results.append(CellResult(cell, "FAILED", error="its job ended without a result (killed?); "
                                       f"`relforge bench {spec.name}` runs it again, from its checkpoint"))
-        elif cell.error:
-            results.append(CellResult(cell, "FAILED", error=cell.error))
         else:
-            earlier = _earlier_result(done, cell, cell_dir(root, cell))
-            if earlier is not None:
-                results.append(CellResult(cell, "SKIPPED", earlier[0]))
-                if cell.config_hash in done:
-                    run_ids[cell_id] = done[cell.config_hash].info.run_id
-    if sweep.driver_pid and sweep.driver_pid != os.getpid() and _pid_alive(sweep.driver_pid):
+            settled = _settled(cell, done, root, rerun=False)
+            if settled is not None:
+                results.append(settled[0])
+                if settled[1]:
+                    run_ids[cell_id] = settled[1]
+    if sweep.driver_alive():
         console.print(comparison_table(used, results))
         console.print(f"the driver (process {sweep.driver_pid}) is still running; it writes the report",
                       highlight=False)
         return results
-    if sweep.server_pid and sweep.tracking_uri and is_up(sweep.tracking_uri):
-        stop_process_group(sweep.server_pid)  # the driver's tracking server, left behind when it died
-    parent_cfg = validate_config({"name": f"suite-{used.name}", "tracking": tracking, "output_dir": str(root)},
-                                 registry=registry)
-    tags = {"relforge.suite": used.name, "relforge.role": "suite", "relforge.shard": sweep.shard}
-    if sweep.parent_run_id:
-        tags["resume_run_id"] = sweep.parent_run_id
-    with Run(parent_cfg, registry=registry, output_dir=root / "suite", name=f"suite-{used.name}",
-             tags=tags) as parent:
+    sweep.stop_leftover_server()
+    with _parent_run(used.name, tracking, root, registry, sweep.shard, sweep.parent_run_id) as parent:
         finish_suite(used, results, root, parent, client, console, registry, shard, run_ids)
     sweep.finish()
     return results

@@ -22,7 +22,7 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,10 +64,6 @@ class CellJob:
     threads: int | None = None
 
     @property
-    def folder(self) -> Path:
-        return Path(self.root) / cell_folder_name(self.cell_id)
-
-    @property
     def result_path(self) -> Path:
         return Path(self.root) / JOBS_DIR / f"{cell_folder_name(self.cell_id)}.json"
 
@@ -88,12 +84,34 @@ def read_result(job: CellJob) -> dict[str, Any] | None:
     return data if data.get("config_hash") == job.config_hash else None
 
 
-def write_result_record(job: CellJob, record: Mapping[str, Any]) -> None:
-    path = job.result_path
+def _write_json(path: Path, data: Any) -> None:
+    """``data`` as JSON at ``path``, whole or not at all (readers poll these files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(dict(record), indent=2, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)
+
+
+def failed_record(job: CellJob | Any, error: str | None) -> dict[str, Any]:
+    """The result record of a job (or an expanded cell: anything with
+    ``cell_id`` and ``config_hash``) that did not run its cell to the end."""
+    return {"cell": job.cell_id, "config_hash": job.config_hash, "status": "FAILED", "metrics": {},
+            "seconds": 0.0, "error": error, "run_id": None}
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this id exists (True when it is another user's)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_result_record(job: CellJob, record: Mapping[str, Any]) -> None:
+    _write_json(job.result_path, dict(record))
 
 
 def run_cell(cell, *, suite_name: str, root: Path, registry=None, data_dir: str | Path | None = None,
@@ -106,10 +124,8 @@ def run_cell(cell, *, suite_name: str, root: Path, registry=None, data_dir: str 
     from relforge.engine.pipeline import train_run, write_result
 
     folder = root / cell_folder_name(cell.cell_id)
-    record: dict[str, Any] = {"cell": cell.cell_id, "config_hash": cell.config_hash, "status": "FAILED",
-                              "metrics": {}, "seconds": 0.0, "error": None, "run_id": None}
+    record = failed_record(cell, cell.error)
     if cell.error:
-        record["error"] = cell.error
         return record
     tags = {"relforge.suite": suite_name, "relforge.role": "cell", "relforge.config_hash": cell.config_hash,
             **{f"cell.{k}": str(v) for k, v in cell.coordinates.items()}}
@@ -146,7 +162,7 @@ def find_cell(job: CellJob, registry=None):
             if cell.config_hash != job.config_hash and not cell.error:
                 raise RuntimeError(f"cell {job.cell_id}: its configuration hashes to {cell.config_hash} here, "
                                    f"{job.config_hash} in the driver (different code or plugins on this node?)")
-            return spec, cell
+            return cell
     raise RuntimeError(f"cell {job.cell_id} is not in suite {spec.name} as expanded here")
 
 
@@ -163,15 +179,11 @@ def run_job(job: CellJob, *, registry=None, cell=None, progress: bool = True) ->
     t0 = time.time()
     try:
         if cell is None:
-            spec, cell = find_cell(job, registry=registry)
-            name = spec.name
-        else:
-            name = job.suite.get("name", "")
+            cell = find_cell(job, registry=registry)
     except Exception as exc:  # noqa: BLE001 - the driver learns it from the record
-        record = {"cell": job.cell_id, "config_hash": job.config_hash, "status": "FAILED", "metrics": {},
-                  "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}", "run_id": None}
+        record = failed_record(job, f"{type(exc).__name__}: {exc}")
     else:
-        record = run_cell(cell, suite_name=name, root=Path(job.root), registry=registry, data_dir=job.data_dir,
+        record = run_cell(cell, suite_name=job.suite["name"], root=Path(job.root), registry=registry, data_dir=job.data_dir,
                           parent_run_id=job.parent_run_id, rerun=job.rerun, progress=progress,
                           tracking_store=job.tracking_store)
     record["wall_seconds"] = round(time.time() - t0, 1)
@@ -213,10 +225,19 @@ class Sweep:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(self), indent=2, default=str), encoding="utf-8")
-        tmp.replace(self.path)
+        _write_json(self.path, asdict(self))
+
+    def driver_alive(self) -> bool:
+        """Whether another process is this sweep's driver and still runs."""
+        return bool(self.driver_pid) and self.driver_pid != os.getpid() and pid_alive(self.driver_pid)
+
+    def stop_leftover_server(self) -> None:
+        """Stop the tracking server a dead driver left behind, if it still answers at its address (a
+        recorded process id alone may since belong to another process)."""
+        from relforge.tracking.server import is_up, stop_process_group
+
+        if self.server_pid and self.tracking_uri and is_up(self.tracking_uri):
+            stop_process_group(self.server_pid)
 
     def finish(self) -> None:
         """The sweep is over: nothing of it runs any more."""
@@ -229,8 +250,3 @@ class Sweep:
         if not path.is_file():
             return None
         return cls(**json.loads(path.read_text(encoding="utf-8")))
-
-
-def pending(jobs: Sequence[CellJob]) -> list[CellJob]:
-    """The jobs without a result record yet."""
-    return [j for j in jobs if read_result(j) is None]
