@@ -432,8 +432,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         if self.settings.pool_gradients:
             pool_vecs = self.encode_memory(pool.tolist())
         else:  # the cached vectors, refreshed every refresh_every steps (not before every step)
-            if self.memory_cache is None or self.train_steps - self._cache_step >= self.settings.refresh_every:
-                self.refresh_memory()
+            self.ensure_cache(for_training=True)
             pool_vecs = self.memory_cache[pool].to(query.device)
         own = torch.tensor([r["example"] for r in batch.rows], dtype=torch.long)
         exclude = self._memory_example()[pool][None, :] == own[:, None]
@@ -467,13 +466,14 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
             rows.append(cand[i][r.indices[0]])
         return self.make_prompts(query, torch.cat(neigh)), torch.stack(rows)
 
-    def ensure_cache(self) -> None:
-        # lazily: the cache is only read at inference, so it is re-encoded when
-        # read and older than refresh_every training steps (or than the last
-        # step, with refresh_before_eval), never in the middle of training
+    def ensure_cache(self, for_training: bool = False) -> None:
+        # lazily: the cache is re-encoded when read and older than
+        # refresh_every training steps, or, read at inference with
+        # refresh_before_eval, older than the last step; a training step
+        # (pool_gradients: false) reads it without that
         age = self.train_steps - self._cache_step
         stale = self.memory_cache is None or age >= self.settings.refresh_every or (
-            self.settings.refresh_before_eval and age > 0)
+            not for_training and self.settings.refresh_before_eval and age > 0)
         if stale:
             self.refresh_memory()
 
