@@ -56,22 +56,21 @@ def cell_dir(root: Path, cell: Cell) -> Path:
 
 def build_executor(spec: SuiteFile, name: str | None = None, settings: Mapping[str, Any] | None = None,
                    registry=None):
-    """The executor for a suite: ``name`` (``--executor``) or the suite
-    file's ``executor.name`` (default ``inline``), its settings from the
-    suite file's ``executor:`` section with ``settings`` (``--jobs``,
-    ``--executor-set``) on top."""
+    """(full registered name, executor) for a suite: ``name``
+    (``--executor``) or the suite file's ``executor.name`` (default
+    ``inline``), its settings from the suite file's ``executor:`` section
+    with ``settings`` (``--jobs``, ``--executor-set``) on top."""
     from relforge.components import ComponentKind
     from relforge.registry import get_registry
 
     registry = registry or get_registry()
     section = dict(spec.executor or {})
     file_name = section.pop("name", None)
-    chosen = name or file_name or "inline"
-    if name and file_name and registry.get(ComponentKind.EXECUTOR, name).full_name != registry.get(
-            ComponentKind.EXECUTOR, file_name).full_name:
+    full_name = registry.get(ComponentKind.EXECUTOR, name or file_name or "inline").full_name
+    if file_name and registry.get(ComponentKind.EXECUTOR, file_name).full_name != full_name:
         section = {}  # the suite file's settings are for another executor
     merged = {**section, **dict(settings or {})}
-    return registry.create(ComponentKind.EXECUTOR, chosen, merged)
+    return full_name, registry.create(ComponentKind.EXECUTOR, full_name, merged)
 
 
 def _is_local_store(uri: str) -> bool:
@@ -96,7 +95,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
 
     registry = registry or get_registry()
     console = console or Console()
-    ex = build_executor(spec, executor, executor_settings, registry)
+    ex_name, ex = build_executor(spec, executor, executor_settings, registry)
     cells = shard_cells(expand(spec, registry=registry, extra_overrides=list(extra_overrides)), shard)
     root = Path(output_dir) / spec.name
     tracking = dict(spec.base.get("tracking", {}))
@@ -173,7 +172,7 @@ def run_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "runs/
                 cell_uri = store_uri
         try:
             jobs = [job_for(c, parent_id, cell_uri) for c in to_run]
-            sweep = Sweep(root=str(root), suite=spec.name, executor=registry_name(ex, registry),
+            sweep = Sweep(root=str(root), suite=spec.name, executor=ex_name,
                           executor_settings=ex.settings.model_dump(mode="json"), parent_run_id=parent_id,
                           tracking_uri=cell_uri, tracking_store=store_uri, jobs=[asdict(j) for j in jobs],
                           server_pid=server.pid if server else None, shard=shard_tag, driver_pid=os.getpid())
@@ -368,16 +367,6 @@ def attach_suite(spec: SuiteFile, *, registry=None, output_dir: str | Path = "ru
         finish_suite(used, results, root, parent, client, console, registry, shard, run_ids)
     sweep.finish()
     return results
-
-
-def registry_name(component, registry) -> str:
-    """A built component's full registered name."""
-    from relforge.components import ComponentKind
-
-    for info in registry.components(ComponentKind.EXECUTOR):
-        if info.factory is type(component):
-            return info.full_name
-    return type(component).name
 
 
 def _handle_text(handle: Any) -> str:
