@@ -62,10 +62,13 @@ class ContrastiveThresholdSettings(Settings):
     #: sequence score: "mean" (length-normalised log-probability) or "sum"
     normalize: Literal["mean", "sum"] = "mean"
     #: how candidates are scored with gradients: "padded", one teacher-forced decoder row per (example,
-    #: candidate); "shared", the core's shared-prefix scorer (relforge.decoding.scoring.score_trie with
+    #: candidate) after the positions all candidates share, decoded once per example; "shared", the core's shared-prefix scorer (relforge.decoding.scoring.score_trie with
     #: grad=True: the same values and gradients in eval mode, about 2x faster on NYT's labels; in training
     #: the candidates of an example share dropout masks)
     scoring: Literal["padded", "shared"] = "padded"
+    #: ``padded``: a candidate equal to the row's own target (the gold one the generation loss
+    #: teacher-forces) takes its score from that pass instead of another decoder row
+    gold_from_generation: bool = True
 
     @model_validator(mode="after")
     def _something_to_train(self):
@@ -192,8 +195,12 @@ class ContrastiveThresholdLoss(Loss, LearnsThreshold, torch.nn.Module):
                                                  normalize=s.normalize, keep=keep,
                                                  max_target_length=model.max_target_length)
             else:
+                counts: dict[str, int] = {}
+                reuse = (outputs.logits, batch.labels) if s.gold_from_generation else None
                 scored = score_candidates(model.backbone, tok, hidden, att, candidates, gold, cache=self._targets,
-                                          normalize=s.normalize, keep=keep, max_target_length=model.max_target_length)
+                                          normalize=s.normalize, keep=keep, max_target_length=model.max_target_length,
+                                          reuse=reuse, counts=counts)
+                self.last.update({f"candidates_{k}": float(v) for k, v in counts.items()})
             # the engine makes one training row per gold target of an example: each row carries
             # 1/|gold| of the example's contrastive term, so every example counts once per epoch
             weights = torch.tensor([1.0 / max(1, len(g)) for g in gold])

@@ -2,7 +2,9 @@
 
 Two ways to the same numbers (``loss.scoring``): :func:`score_candidates`
 (``padded``, the default) makes every (example, candidate) pair one decoder
-row of a single teacher-forced pass; :func:`score_candidates_shared`
+row of a teacher-forced pass (the positions all candidates share decoded
+once per example, the gold candidate read from the generation pass);
+:func:`score_candidates_shared`
 (``shared``) uses the core's :func:`relforge.decoding.scoring.score_trie` with
 ``grad=True``, each shared prefix decoded once per example. Neither runs the
 encoder again: the rows reuse the encoder states of the backbone's forward
@@ -56,6 +58,18 @@ class TargetCache:
         return [s[:max_length] for s in out] if max_length else out
 
 
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> list[int]:
+    """The tokens every sequence begins with, leaving each at least one of its own."""
+    limit = min(len(s) for s in seqs) - 1
+    prefix: list[int] = []
+    for i in range(max(0, limit)):
+        tok = seqs[0][i]
+        if any(s[i] != tok for s in seqs):
+            break
+        prefix.append(tok)
+    return prefix
+
+
 def _check_inputs(encoder_hidden: torch.Tensor, candidates: Sequence, gold: Sequence, normalize: str) -> None:
     if normalize not in ("mean", "sum"):
         raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
@@ -68,27 +82,49 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
                      candidates: Sequence[Mapping[str, str]], gold: Sequence[Sequence[str]], *,
                      cache: TargetCache | None = None, normalize: str = "mean",
                      keep: Sequence[Sequence[str]] | None = None,
-                     max_target_length: int | None = None) -> CandidateScores:
+                     max_target_length: int | None = None,
+                     reuse: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     counts: dict[str, int] | None = None) -> CandidateScores:
     """Score the candidates of each row with gradients.
 
     ``candidates[i]``: label -> target text of row ``i``; ``gold[i]``: its gold
     labels; ``keep[i]`` (optional): the labels of row ``i`` to score (the
-    others are left out, e.g. all but the hard negatives)."""
+    others are left out, e.g. all but the hard negatives).
+
+    One decoder row per (example, candidate), teacher-forced, but the
+    positions every candidate shares (the start token and the tokens all
+    candidates begin with, such as a template's opening sentinel: their
+    cross-attention keys and values over the source, their states, and the
+    distribution of the first token that differs) are computed once per
+    example and their cache copied to the example's candidate rows: the same
+    values and gradients as a full pass per candidate (tested), without
+    recomputing each example's cross-attention keys and values, and its
+    shared positions' vocabulary projection, once per candidate.
+
+    ``reuse``: ``(logits, labels)`` of the model's own teacher-forced pass
+    over each row's target (the generation loss's); a candidate whose tokens
+    are exactly row ``i``'s target takes its score from those logits instead
+    of another decoder row (the same pass the generation loss trains, so the
+    gold candidate costs nothing more). ``counts`` (optional) receives how
+    many candidates were scored each way (``decoded``/``reused``)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from relforge.decoding.scoring import cache_argument
+
     _check_inputs(encoder_hidden, candidates, gold, normalize)
     cache = cache or TargetCache()
     device = encoder_hidden.device
     labels: list[list[str]] = []
     texts: list[str] = []
-    row_of: list[int] = []
+    place: list[tuple[int, int]] = []
     for i, cand in enumerate(candidates):
         wanted = set(keep[i]) if keep is not None else None
         labs = [lab for lab in cand if wanted is None or lab in wanted]
         labels.append(labs)
         texts += [cand[lab] for lab in labs]
-        row_of += [i] * len(labs)
+        place += [(i, j) for j in range(len(labs))]
     width = max((len(x) for x in labels), default=0)
     n_rows = len(candidates)
-    scores = torch.full((n_rows, width), float("-inf"), device=device)
     valid = torch.zeros(n_rows, width, dtype=torch.bool, device=device)
     is_gold = torch.zeros(n_rows, width, dtype=torch.bool, device=device)
     for i, labs in enumerate(labels):
@@ -96,35 +132,81 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
         for j, lab in enumerate(labs):
             valid[i, j] = True
             is_gold[i, j] = lab in g
+    scores = torch.full((n_rows, width), float("-inf"), device=device)
     if not texts:
         return CandidateScores(scores, valid, is_gold, labels)
     seqs = cache.ids(tokenizer, texts, max_target_length)
-    length = max(len(s) for s in seqs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    target = torch.full((len(seqs), length), -100, dtype=torch.long)
-    dec_in = torch.full((len(seqs), length), pad, dtype=torch.long)
-    dec_in[:, 0] = decoder_start_id(backbone)
-    for r, s in enumerate(seqs):
-        target[r, :len(s)] = torch.tensor(s)
-        dec_in[r, 1:len(s)] = torch.tensor(s[:-1])
-    target, dec_in = target.to(device), dec_in.to(device)
-    dec_mask = (target != -100).long()
-    dec_mask[:, 0] = 1
-    rows = torch.tensor(row_of, device=device)
-    from transformers.modeling_outputs import BaseModelOutput
-
-    out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
-                   attention_mask=attention_mask[rows], decoder_input_ids=dec_in,
-                   decoder_attention_mask=dec_mask, return_dict=True)
-    logits = out.logits.float()
-    # -log p(token) per position; cross_entropy avoids materialising a second (rows, T, V) tensor
-    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                            ignore_index=-100, reduction="none").view(target.shape)
-    n_tok = (target != -100).sum(1).clamp(min=1)
-    total = -nll.sum(1)
-    value = total / n_tok if normalize == "mean" else total
-    col = torch.tensor([j for labs in labels for j in range(len(labs))], device=device)
-    scores = scores.index_put((rows, col), value)
+    # (row, column) -> score tensor; filled from the reused pass, then from the decoded rows
+    values: list[torch.Tensor] = []
+    at: list[tuple[int, int]] = []
+    decode = list(range(len(seqs)))
+    if reuse is not None:
+        logits, target = reuse
+        own = [[int(t) for t in row[row != -100]] for row in target.detach().cpu()]
+        hits = [k for k in decode if own[place[k][0]] and seqs[k] == own[place[k][0]]]
+        if hits:
+            rows = torch.tensor([place[k][0] for k in hits], device=logits.device)
+            lab = target[rows]
+            lg = logits[rows].float()
+            nll = torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), lab.reshape(-1),
+                                                    ignore_index=-100, reduction="none").view(lab.shape)
+            total = -nll.sum(1)
+            n_tok = (lab != -100).sum(1).clamp(min=1)
+            values.append((total / n_tok if normalize == "mean" else total).to(device))
+            at += [place[k] for k in hits]
+            hit = set(hits)
+            decode = [k for k in decode if k not in hit]
+    if counts is not None:
+        counts["decoded"] = counts.get("decoded", 0) + len(decode)
+        counts["reused"] = counts.get("reused", 0) + len(seqs) - len(decode)
+    if decode:
+        examples = sorted({place[k][0] for k in decode})
+        ex_t = torch.tensor(examples, device=device)
+        slot = {e: n for n, e in enumerate(examples)}
+        row_ex = torch.tensor([slot[place[k][0]] for k in decode], device=device)
+        cache_arg = cache_argument(backbone)
+        own = [seqs[k] for k in decode]
+        # the positions every decoded candidate shares (the start token and the tokens all candidates begin
+        # with, e.g. a template's sentinel) once per example: their cross-attention keys/values, their
+        # states and the distribution of the first token that differs
+        shared = _common_prefix(own)
+        head = torch.tensor([decoder_start_id(backbone), *shared], dtype=torch.long, device=device)
+        first = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[ex_t]),
+                         attention_mask=attention_mask[ex_t], decoder_input_ids=head.expand(len(examples), -1),
+                         use_cache=True, return_dict=True, **{cache_arg: None})
+        logp = torch.log_softmax(first.logits.float(), dim=-1)  # (examples, 1 + shared, vocab)
+        p = len(shared)
+        total = logp[row_ex, p, torch.tensor([s[p] for s in own], device=device)]
+        if p:
+            total = total + logp[:, torch.arange(p, device=device), torch.tensor(shared, device=device)].sum(1)[row_ex]
+        length = max(len(s) for s in own)
+        if length > p + 1:
+            past = first[cache_arg]
+            past.reorder_cache(row_ex)
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            # right-padded continuations: causal attention keeps the padding out of the real positions
+            dec_in = torch.full((len(own), length - p - 1), pad, dtype=torch.long)
+            target = torch.full((len(own), length - p - 1), -100, dtype=torch.long)
+            for r, s in enumerate(own):
+                dec_in[r, :len(s) - p - 1] = torch.tensor(s[p:-1])
+                target[r, :len(s) - p - 1] = torch.tensor(s[p + 1:])
+            dec_in, target = dec_in.to(device), target.to(device)
+            rows = ex_t[row_ex]
+            out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
+                           attention_mask=attention_mask[rows], decoder_input_ids=dec_in,
+                           use_cache=True, return_dict=True, **{cache_arg: past})
+            logits = out.logits.float()
+            # -log p(token) per position; cross_entropy avoids materialising a second (rows, T, V) tensor
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                    ignore_index=-100, reduction="none").view(target.shape)
+            total = total - nll.sum(1)
+            del past
+        n_tok = torch.tensor([max(1, len(s)) for s in own], device=device)
+        values.append(total / n_tok if normalize == "mean" else total)
+        at += [place[k] for k in decode]
+    r = torch.tensor([i for i, _ in at], device=device)
+    c = torch.tensor([j for _, j in at], device=device)
+    scores = scores.index_put((r, c), torch.cat(values))
     return CandidateScores(scores, valid, is_gold, labels)
 
 

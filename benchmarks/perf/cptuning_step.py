@@ -1,0 +1,114 @@
+"""CPTuning's training step against the generative cross-entropy baseline's (issue #20, point 1).
+
+Full optimizer steps (forward, backward, AdamW) of the methods as the suites build them, on the same
+batches, interleaved round by round so the ratios are side by side on a noisy machine; the median
+step time is reported. Two settings:
+
+* ``quickstart``: the quickstart suite's base (default MiniLM encoder-decoder, frozen token
+  embeddings, sources up to 64 tokens, batch 16) on its embedded data: 6 candidate relations.
+* ``nyt``: the cptuning-nyt-full suite's base (sources up to 96 tokens) on NYT's val split (read
+  from the data directory): 24 candidate relations, every one scored with gradients.
+
+Cases: ``generative_ce`` (the baseline: one teacher-forced pass over the gold target), CPTuning with
+every candidate scored (the paper's loss; ``loss.scoring: padded``, the default), the same with
+``loss.gold_from_generation: false`` (the gold candidate decoded again instead of read from the
+generation pass), with ``loss.scoring: shared`` (the core's Trie scorer with gradients), and with
+hard negatives (``loss.negatives: hard``, 2 per row, found by the exact Trie scorer without
+gradients).
+
+    python benchmarks/perf/cptuning_step.py [--setting quickstart nyt] [--rounds 5] [--steps 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+from common import commit, print_table
+
+SETTINGS = {
+    "quickstart": ["data.dataset=quickstart", "data.dataset.train_size=240", "data.dataset.dev_size=60",
+                   "data.dataset.test_size=100", "model.max_source_length=64", "model.max_target_length=16"],
+    "nyt": ["data.dataset=nyt", "data.train_split=val", "data.dev_split=carved", "data.sampling.dev_size=200",
+            "model.max_source_length=96", "model.max_target_length=24"],
+}
+CASES = {
+    "generative_ce": ["method=generative_ce"],
+    "cptuning (all candidates)": ["method=cptuning"],
+    "cptuning (all, gold decoded again)": ["method=cptuning", "loss.gold_from_generation=false"],
+    "cptuning (all, shared Trie scorer)": ["method=cptuning", "loss.scoring=shared"],
+    "cptuning (2 hard negatives)": ["method=cptuning", "loss.negatives=hard", "loss.num_hard=2"],
+}
+
+
+def build(setting: str, extra: list[str], data_dir: str):
+    from relforge.config import load_config
+    from relforge.data import load_data
+    from relforge.engine.build import build_model
+    from relforge.registry import get_registry
+
+    registry = get_registry()
+    resolved = load_config(overrides=[*SETTINGS[setting], "model.freeze_embeddings=true", "tracking.trackers=[]",
+                                      f"data.data_dir={data_dir}", *extra], registry=registry)
+    data = load_data(resolved.run.data, registry)
+    words = {lab: data.verbalizer.words[lab] for lab in data.labels}
+    torch.manual_seed(0)
+    model = build_model(resolved, labels=data.labels, label_words=words, no_relation=data.no_relation,
+                        registry=registry)
+    train = data.splits["train"][:400]
+    feats = model.features(train, training=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model, feats, torch.optim.AdamW(params, lr=1e-4)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--setting", nargs="+", default=["quickstart", "nyt"], choices=sorted(SETTINGS))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=2, help="optimizer steps per case per round")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data-dir", default=os.environ.get("RELFORGE_DATA_DIR", "../shared/data"))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    info = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+                       f"{a.threads} thread(s)", "commit": commit()}
+    table = []
+    for setting in a.setting:
+        built = {name: build(setting, extra, a.data_dir) for name, extra in CASES.items()}
+        n = min(len(f) for _, f, _ in built.values())
+        times: dict[str, list[float]] = {name: [] for name in CASES}
+        start = 0
+        for _ in range(a.rounds):
+            for name, (model, feats, opt) in built.items():
+                model.train()
+                for s in range(a.steps):
+                    i = (start + s * a.batch) % (n - a.batch)
+                    batch = model.collate(feats[i:i + a.batch])
+                    t0 = time.perf_counter()
+                    opt.zero_grad(set_to_none=True)
+                    model(batch).loss.backward()
+                    opt.step()
+                    times[name].append(time.perf_counter() - t0)
+            start += a.steps * a.batch
+        base = statistics.median(times["generative_ce"])
+        candidates = len(built["cptuning (all candidates)"][1][0]["candidates"])
+        for name in CASES:
+            step = statistics.median(times[name])
+            row = {"setting": setting, "case": name, "step_s": round(step, 3), "vs_ce": round(step / base, 2),
+                   "candidates": candidates, "steps_timed": len(times[name]),
+                   "load_1min": round(os.getloadavg()[0], 2), **info}
+            print(json.dumps(row))
+            table.append([setting, candidates, name, row["step_s"], f"{row['vs_ce']}x"])
+        del built
+    print(f"\nmachine: {info['machine']}; load average {os.getloadavg()[0]:.2f} at the end; commit {info['commit']}; "
+          f"batch {a.batch}, {a.rounds} rounds x {a.steps} steps per case, median step\n")
+    print_table(["setting", "candidates", "case", "step s", "vs generative_ce"], table)
+
+
+if __name__ == "__main__":
+    main()
