@@ -21,6 +21,6 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "setup: installing ${TORCH_SPEC:-torch==2.13.0}"
   pip_install "${TORCH_SPEC:-torch==2.13.0}"
 fi
-echo "setup: installing relforge (editable) with extras ${RELFORGE_EXTRAS:-test,etrag,cluster}"
-pip_install -e ".[${RELFORGE_EXTRAS:-test,etrag,cluster}]"
+echo "setup: installing relforge (editable) with extras ${RELFORGE_EXTRAS:-test,etrag,cluster,onnx}"
+pip_install -e ".[${RELFORGE_EXTRAS:-test,etrag,cluster,onnx}]"
 "$PY" -c "import torch, relforge; print(f'setup: relforge {relforge.__version__}, torch {torch.__version__}')"

@@ -11,7 +11,9 @@ are side by side on a noisy machine):
 * ``relforge``: ``Extractor.predict`` in input-order batches (``by_length=False``: before bucketing);
 * ``bucketed``: ``Extractor.predict`` as shipped (length-sorted batches, ``inference_mode``);
 * ``int8``: the same after ``Extractor.quantize("int8")``, with the share of records whose predicted
-  relations equal the float model's.
+  relations equal the float model's;
+* ``onnx``: the same with the encoder on ONNX Runtime (``runtime="onnx"``; needs ``relforge[onnx]``;
+  exported into a temporary cache first, not timed), with the same agreement.
 
 Prints JSON lines and a Markdown table with the machine, the load and the commit.
 
@@ -86,6 +88,7 @@ def main() -> None:
         records = make_records(a.records)
         ex = Extractor.from_pretrained(model, device="cpu")
         q = Extractor.from_pretrained(model, device="cpu", quantize="int8")
+        o = Extractor.from_pretrained(model, device="cpu").use_onnx(cache_dir=Path(tmp) / "onnx")
         backbone_path = (ex.meta.get("config", {}).get("model") or {}).get("backbone")
         encoder = ex.model.encoder if hasattr(ex.model, "encoder") else None
         tok = ex.model.tokenizer
@@ -105,26 +108,33 @@ def main() -> None:
         fns = {"plain": run_plain} if plain is not None else {}  # the floor is measured for encoder models
         fns |= {"relforge": lambda: ex.predict(records, batch_size=a.batch_size, by_length=False),
                "bucketed": lambda: ex.predict(records, batch_size=a.batch_size),
-                "int8": lambda: q.predict(records, batch_size=a.batch_size)}
+                "int8": lambda: q.predict(records, batch_size=a.batch_size),
+                "onnx": lambda: o.predict(records, batch_size=a.batch_size)}
         med = interleaved(fns, a.rounds)
         floats = ex.predict(records, batch_size=a.batch_size)
         in_order = ex.predict(records, batch_size=a.batch_size, by_length=False)
         quant = q.predict(records, batch_size=a.batch_size)
+        on_ort = o.predict(records, batch_size=a.batch_size)
     agree_bucket = sum(x["relations"] == y["relations"] for x, y in zip(floats, in_order)) / len(records)
     agree_int8 = sum(x["relations"] == y["relations"] for x, y in zip(floats, quant)) / len(records)
+    agree_onnx = sum(x["relations"] == y["relations"] for x, y in zip(floats, on_ort)) / len(records)
+    score_diff = max(abs(x["scores"][k] - y["scores"].get(k, float("inf"))) for x, y in zip(floats, on_ort)
+                     for k in x["scores"])
     info = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                        f"{a.threads} thread(s)", "load_1min": round(os.getloadavg()[0], 2), "commit": commit(),
-            "records": a.records, "batch_size": a.batch_size, "backbone": str(backbone_path)}
+            "records": a.records, "batch_size": a.batch_size, "backbone": str(backbone_path),
+            "onnx_max_score_difference": score_diff}
     rows = []
     for k, sec in med.items():
         rows.append({"case": k, "seconds": round(sec, 3), "examples_per_s": round(a.records / sec, 1),
                      "vs_plain": round(med["plain"] / sec, 3) if "plain" in med else None,
                      "agreement_with_bucketed_float": {"relforge": agree_bucket, "bucketed": 1.0,
-                                                       "int8": agree_int8}.get(k)})
+                                                       "int8": agree_int8, "onnx": agree_onnx}.get(k)})
     for r in [info, *rows]:
         print(json.dumps(r))
     print(f"\nmachine: {info['machine']}; load average {info['load_1min']}; commit {info['commit']}; "
-          f"{a.records} records, batch {a.batch_size}, median of {a.rounds} interleaved rounds\n")
+          f"{a.records} records, batch {a.batch_size}, median of {a.rounds} interleaved rounds; largest score "
+          f"difference onnx vs torch {score_diff:.1e}\n")
     print("| case | seconds | examples/s | speed vs plain forward loop | predictions equal to bucketed float |")
     print("|---|---|---|---|---|")
     for r in rows:

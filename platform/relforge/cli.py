@@ -186,6 +186,11 @@ def _model_folder(path: Path) -> Path:
     raise AssertionError
 
 
+def _check_runtime(runtime: str | None) -> None:
+    if runtime not in (None, "torch", "onnx"):
+        _fail(f"--runtime {runtime!r}: torch (the default) or onnx (encoder models, needs relforge[onnx])")
+
+
 def _model_source(model: str) -> str | Path:
     """A local model or run folder, or a Hub repository id (``org/name``,
     not a local path)."""
@@ -245,6 +250,8 @@ def evaluate(
                               "on: error (default), as-no-relation, or ignore (leave those examples out).")] = "error",
     quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 quantisation of the "
                         "linear layers for CPU inference.")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="onnx: the encoder of an encoder model on "
+                       "ONNX Runtime (CPU; needs relforge[onnx]).")] = None,
 ) -> None:
     """Evaluate a trained run or model on a data split, or on N-way K-shot episodes of it."""
     from relforge.config import ConfigError, settings_from_pairs
@@ -254,8 +261,9 @@ def evaluate(
     from relforge.engine.extractor import Extractor
     from relforge.engine.pipeline import predict_sets
 
+    _check_runtime(runtime)
     folder = _model_folder(model)
-    ex = Extractor.from_pretrained(folder, quantize=quantize)
+    ex = Extractor.from_pretrained(folder, quantize=quantize, runtime=runtime)
     data_cfg = ex.resolved.run.data.model_dump()
     try:
         extra = settings_from_pairs(setting or [])
@@ -378,6 +386,9 @@ def predict(
     quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8: dynamic int8 quantisation of the "
                         "linear layers for CPU inference (benchmarks/perf/inference.py measures speed and "
                         "agreement).")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="onnx: the encoder of an encoder model "
+                       "(relforge.marker_classifier) on ONNX Runtime, exported once and cached (CPU; needs "
+                       "relforge[onnx]); the same predictions as torch to float tolerance.")] = None,
 ) -> None:
     """Predict relations for a JSON-lines file (or stdin) with a trained model, batch by batch: predictions are
     written as they are made, with progress on stderr."""
@@ -385,11 +396,12 @@ def predict(
 
     if on_error not in ("stop", "skip"):
         _fail(f"--on-error {on_error!r}: use stop or skip")
+    _check_runtime(runtime)
     if input != "-" and not Path(input).is_file():
         _fail(f"--input {input}: no such file")
     from relforge.engine.extractor import Extractor
 
-    extractor = Extractor.from_pretrained(_model_source(model), quantize=quantize)
+    extractor = Extractor.from_pretrained(_model_source(model), quantize=quantize, runtime=runtime)
     report = stream_predictions(extractor, input, output, batch_size=batch_size, on_error=on_error, window=window)
     where = "stdout" if output == "-" else output
     if report.error is not None:

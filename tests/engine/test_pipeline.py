@@ -77,6 +77,10 @@ def test_generative_baseline_trains_evaluates_logs_and_round_trips(tiny_t5_dir, 
     # a seq2seq model quantised to int8 still scores every example over its labels (issue 20)
     q_rows = Extractor.from_pretrained(out.model_dir, device="cpu", quantize="int8").predict(test)
     assert len(q_rows) == len(test) and all(set(r["scores"]) <= set(ex.labels) and r["scores"] for r in q_rows)
+    from relforge.validation import InputError
+
+    with pytest.raises(InputError, match="not an encoder model"):  # its decoding loop is not exported
+        Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx")
 
 
 def test_threshold_tuned_on_dev_is_logged_saved_and_used_for_test(tiny_t5_dir, tmp_path, store):
@@ -165,6 +169,32 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
     res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--output", "-", "--quantize",
                                    "int8", "--window", "1"], input=stdin)
     assert res.exit_code == 0 and [json.loads(x)["id"] for x in res.stdout.splitlines()] == ["a", "b"]
+    # issue 20: the encoder on ONNX Runtime: exported once (cached by the weights' digest), the same rows
+    from relforge.engine import onnx_runtime
+
+    monkeypatch.setenv("RELFORGE_ONNX_CACHE", str(tmp_path / "onnx"))
+    on_ort = Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx")
+    assert isinstance(on_ort.model.encoder, onnx_runtime.OnnxEncoder)
+    assert on_ort.model.encoder.path.is_relative_to(tmp_path / "onnx")
+    for x, y in zip(on_ort.predict(many, batch_size=4), bucketed):
+        assert x["relations"] == y["relations"] and x["scores"].keys() == y["scores"].keys()
+        assert all(abs(x["scores"][k] - y["scores"][k]) < 1e-4 for k in x["scores"])
+    with pytest.raises(InputError, match="ONNX Runtime .* cannot be saved"):
+        on_ort.save_pretrained(tmp_path / "o")
+    with pytest.raises(InputError, match="do not combine"):
+        Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx", quantize="int8")
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_runtime, "export_encoder", no_export)  # the CLI's load reads the cached export
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--output", "-", "--runtime",
+                                   "onnx"], input=stdin)
+    assert res.exit_code == 0, res.output
+    assert [json.loads(x)["relations"] for x in res.stdout.splitlines()] == [r["relations"] for r in python_rows]
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--runtime", "tensorrt"],
+                             input=stdin)
+    assert res.exit_code == 2 and "--runtime 'tensorrt'" in res.output
     # evaluate on a JSON-lines file in the generic format
     gold = tmp_path / "gold.jsonl"
     gold.write_text("".join(json.dumps({**r, "relations": ["born_in"] if r["id"] == "a" else ["located_in"]}) + "\n"

@@ -49,10 +49,18 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
     def from_pretrained(cls, folder: str | Path, *, device: str | None = None, registry=None,
                         revision: str | None = None, cache_dir: str | Path | None = None,
                         local_files_only: bool = False, token: str | bool | None = None,
-                        force_download: bool = False, quantize: str | None = None) -> Extractor:
+                        force_download: bool = False, quantize: str | None = None,
+                        runtime: str | None = None) -> Extractor:
         """A model folder, a run folder (its ``best/``) or a Hub repository
         id (``org/name``, downloaded into the Hub cache; ``HF_HUB_OFFLINE=1``
-        or ``local_files_only`` read the cache only)."""
+        or ``local_files_only`` read the cache only). ``quantize="int8"``:
+        :meth:`quantize`; ``runtime="onnx"``: :meth:`use_onnx`."""
+        from relforge.validation import InputError
+
+        if runtime not in (None, "torch", "onnx"):
+            raise InputError(f"runtime {runtime!r}: torch (the default) or onnx")
+        if runtime == "onnx" and quantize:
+            raise InputError("runtime onnx and quantize int8 do not combine: choose one")
         from relforge.engine.build import load_saved
         from relforge.engine.hub import local_model_folder, read_results
 
@@ -63,11 +71,37 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
             local = _download(str(folder), revision=revision, cache_dir=cache_dir, force_download=force_download,
                               local_files_only=local_files_only, token=token)
         model, resolved, meta = load_saved(local, registry=registry)
-        model.to("cpu" if quantize else device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        on_cpu = quantize or runtime == "onnx"
+        model.to("cpu" if on_cpu else device or ("cuda" if torch.cuda.is_available() else "cpu"))
         extractor = cls(model, resolved, meta, read_results(local))
         if quantize:
             extractor.quantize(quantize, device=device)
+        if runtime == "onnx":
+            extractor.use_onnx(device=device)
         return extractor
+
+    def use_onnx(self, *, device: str | None = None, cache_dir: str | Path | None = None) -> Extractor:
+        """Run the model's encoder with ONNX Runtime on the CPU
+        (:mod:`relforge.engine.onnx_runtime`: exported once, cached under a
+        digest of its weights, checked against the torch encoder before use).
+        Encoder models only (``relforge.marker_classifier``); the head and the
+        decisions stay in torch."""
+        from relforge.components import HasEncoder
+        from relforge.engine.onnx_runtime import missing_dependency, onnx_encoder
+        from relforge.validation import InputError
+
+        if not isinstance(self.model, HasEncoder):
+            raise InputError(f"runtime onnx: {type(self.model).name} is not an encoder model (only the encoder of "
+                             f"models such as relforge.marker_classifier is exported); use --quantize int8 for a "
+                             f"faster CPU run of this model")
+        if device not in (None, "cpu"):
+            raise InputError("runtime onnx runs on the CPU: drop the device")
+        need = missing_dependency()
+        if need:
+            raise InputError(f"runtime onnx needs onnxruntime: {need}")
+        self.model.encoder = onnx_encoder(self.model.encoder, self.model.tokenizer, cache_dir=cache_dir)
+        self.meta["runtime"] = "onnx"
+        return self
 
     def quantize(self, kind: str = "int8", *, device: str | None = None) -> Extractor:
         """Dynamic int8 quantisation of every linear layer for CPU inference
@@ -103,6 +137,9 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
         if self.meta.get("quantized"):
             raise InputError(f"this model was quantized ({self.meta['quantized']}) for inference and cannot be "
                              f"saved or pushed: load it again without quantize")
+        if self.meta.get("runtime") == "onnx":
+            raise InputError("this model runs its encoder on ONNX Runtime for inference and cannot be saved or "
+                             "pushed: load it again without runtime onnx")
 
         keep = {k: self.meta[k] for k in ("config", "relforge_run_id", "plugins") if k in self.meta}
         with quiet_local_io():
