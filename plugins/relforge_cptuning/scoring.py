@@ -107,10 +107,6 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
     of another decoder row (the same pass the generation loss trains, so the
     gold candidate costs nothing more). ``counts`` (optional) receives how
     many candidates were scored each way (``decoded``/``reused``)."""
-    from transformers.modeling_outputs import BaseModelOutput
-
-    from relforge.decoding.scoring import cache_argument
-
     _check_inputs(encoder_hidden, candidates, gold, normalize)
     cache = cache or TargetCache()
     device = encoder_hidden.device
@@ -160,54 +156,106 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
         counts["decoded"] = counts.get("decoded", 0) + len(decode)
         counts["reused"] = counts.get("reused", 0) + len(seqs) - len(decode)
     if decode:
-        examples = sorted({place[k][0] for k in decode})
-        ex_t = torch.tensor(examples, device=device)
-        slot = {e: n for n, e in enumerate(examples)}
-        row_ex = torch.tensor([slot[place[k][0]] for k in decode], device=device)
-        cache_arg = cache_argument(backbone)
-        own = [seqs[k] for k in decode]
         # the positions every decoded candidate shares (the start token and the tokens all candidates begin
-        # with, e.g. a template's sentinel) once per example: their cross-attention keys/values, their
-        # states and the distribution of the first token that differs
-        shared = _common_prefix(own)
-        head = torch.tensor([decoder_start_id(backbone), *shared], dtype=torch.long, device=device)
-        first = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[ex_t]),
-                         attention_mask=attention_mask[ex_t], decoder_input_ids=head.expand(len(examples), -1),
-                         use_cache=True, return_dict=True, **{cache_arg: None})
-        logp = torch.log_softmax(first.logits.float(), dim=-1)  # (examples, 1 + shared, vocab)
-        p = len(shared)
-        total = logp[row_ex, p, torch.tensor([s[p] for s in own], device=device)]
-        if p:
-            total = total + logp[:, torch.arange(p, device=device), torch.tensor(shared, device=device)].sum(1)[row_ex]
-        length = max(len(s) for s in own)
-        if length > p + 1:
-            past = first[cache_arg]
-            past.reorder_cache(row_ex)
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            # right-padded continuations: causal attention keeps the padding out of the real positions
-            dec_in = torch.full((len(own), length - p - 1), pad, dtype=torch.long)
-            target = torch.full((len(own), length - p - 1), -100, dtype=torch.long)
-            for r, s in enumerate(own):
-                dec_in[r, :len(s) - p - 1] = torch.tensor(s[p:-1])
-                target[r, :len(s) - p - 1] = torch.tensor(s[p + 1:])
-            dec_in, target = dec_in.to(device), target.to(device)
-            rows = ex_t[row_ex]
-            out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
-                           attention_mask=attention_mask[rows], decoder_input_ids=dec_in,
-                           use_cache=True, return_dict=True, **{cache_arg: past})
-            logits = out.logits.float()
-            # -log p(token) per position; cross_entropy avoids materialising a second (rows, T, V) tensor
-            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                    ignore_index=-100, reduction="none").view(target.shape)
-            total = total - nll.sum(1)
-            del past
-        n_tok = torch.tensor([max(1, len(s)) for s in own], device=device)
-        values.append(total / n_tok if normalize == "mean" else total)
-        at += [place[k] for k in decode]
+        # with, e.g. a template's sentinel) are decoded once per example; the rest of each candidate in
+        # length buckets (little padding when candidates differ much in length, as NYT's do)
+        shared = _common_prefix([seqs[k] for k in decode])
+        rest = [len(seqs[k]) - len(shared) - 1 for k in decode]
+        for bucket in length_buckets(rest, [place[k][0] for k in decode], encoder_hidden.shape[1], len(shared)):
+            ks = [decode[b] for b in bucket]
+            own = [seqs[k] for k in ks]
+            total = _decode_rows(backbone, tokenizer, encoder_hidden, attention_mask, own, [place[k][0] for k in ks],
+                                 shared)
+            n_tok = torch.tensor([max(1, len(s)) for s in own], device=device)
+            values.append(total / n_tok if normalize == "mean" else total)
+            at += [place[k] for k in ks]
     r = torch.tensor([i for i, _ in at], device=device)
     c = torch.tensor([j for _, j in at], device=device)
     scores = scores.index_put((r, c), torch.cat(values))
     return CandidateScores(scores, valid, is_gold, labels)
+
+
+def length_buckets(lengths: Sequence[int], example_of: Sequence[int], source_length: int, shared: int,
+                   kv_cost: float = 0.1) -> list[list[int]]:
+    """Rows (indices into ``lengths``) grouped into buckets of similar
+    continuation length, chosen to minimise the decoder positions computed:
+    a bucket costs its rows times its longest continuation (padding
+    included), plus, for each example it holds, the shared positions and its
+    cross-attention keys/values again (``kv_cost`` positions per source
+    token). Buckets are runs of the distinct lengths, found exactly (a small
+    dynamic programme over at most ``max_target_length`` lengths)."""
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        by_length.setdefault(n, []).append(i)
+    keys = sorted(by_length)
+    per_example = shared + 1 + kv_cost * source_length
+
+    def cost(a: int, b: int) -> float:  # the bucket of distinct lengths keys[a..b-1]
+        rows = [i for k in keys[a:b] for i in by_length[k]]
+        return len(rows) * max(0, keys[b - 1]) + per_example * len({example_of[i] for i in rows})
+
+    best = [0.0] + [float("inf")] * len(keys)
+    cut = [0] * (len(keys) + 1)
+    for b in range(1, len(keys) + 1):
+        for a in range(b):
+            c = best[a] + cost(a, b)
+            if c < best[b]:
+                best[b], cut[b] = c, a
+    buckets, b = [], len(keys)
+    while b > 0:
+        a = cut[b]
+        buckets.append([i for k in keys[a:b] for i in by_length[k]])
+        b = a
+    return buckets[::-1]
+
+
+def _decode_rows(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                 own: Sequence[Sequence[int]], example_of: Sequence[int], shared: Sequence[int]) -> torch.Tensor:
+    """Summed log-probabilities of the sequences ``own`` (each beginning
+    with ``shared``), row ``r`` conditioned on example ``example_of[r]``:
+    the start token and ``shared`` decoded once per example, the cache
+    copied to the rows, the rest teacher-forced (right-padded)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from relforge.decoding.scoring import cache_argument
+
+    device = encoder_hidden.device
+    examples = sorted(set(example_of))
+    ex_t = torch.tensor(examples, device=device)
+    slot = {e: n for n, e in enumerate(examples)}
+    row_ex = torch.tensor([slot[e] for e in example_of], device=device)
+    cache_arg = cache_argument(backbone)
+    head = torch.tensor([decoder_start_id(backbone), *shared], dtype=torch.long, device=device)
+    first = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[ex_t]),
+                     attention_mask=attention_mask[ex_t], decoder_input_ids=head.expand(len(examples), -1),
+                     use_cache=True, return_dict=True, **{cache_arg: None})
+    logp = torch.log_softmax(first.logits.float(), dim=-1)  # (examples, 1 + shared, vocab)
+    p = len(shared)
+    total = logp[row_ex, p, torch.tensor([s[p] for s in own], device=device)]
+    if p:
+        total = total + logp[:, torch.arange(p, device=device), torch.tensor(shared, device=device)].sum(1)[row_ex]
+    length = max(len(s) for s in own)
+    if length > p + 1:
+        past = first[cache_arg]
+        past.reorder_cache(row_ex)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # right-padded continuations: causal attention keeps the padding out of the real positions
+        dec_in = torch.full((len(own), length - p - 1), pad, dtype=torch.long)
+        target = torch.full((len(own), length - p - 1), -100, dtype=torch.long)
+        for r, s in enumerate(own):
+            dec_in[r, :len(s) - p - 1] = torch.tensor(s[p:-1])
+            target[r, :len(s) - p - 1] = torch.tensor(s[p + 1:])
+        dec_in, target = dec_in.to(device), target.to(device)
+        rows = ex_t[row_ex]
+        out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
+                       attention_mask=attention_mask[rows], decoder_input_ids=dec_in,
+                       use_cache=True, return_dict=True, **{cache_arg: past})
+        logits = out.logits.float()
+        # -log p(token) per position; cross_entropy avoids materialising a second (rows, T, V) tensor
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                ignore_index=-100, reduction="none").view(target.shape)
+        total = total - nll.sum(1)
+    return total
 
 
 def score_candidates_shared(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,

