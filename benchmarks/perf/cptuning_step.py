@@ -84,6 +84,8 @@ def main() -> None:
     for setting in a.setting:
         built = {name: build(setting, extra, a.data_dir) for name, extra in cases.items()}
         n = min(len(f) for _, f, _ in built.values())
+        if n <= a.batch:
+            raise SystemExit(f"{setting}: {n} training rows, not more than the batch ({a.batch}): lower --batch")
         times: dict[str, list[float]] = {name: [] for name in cases}
         start = 0
         for _ in range(a.rounds):
@@ -99,7 +101,7 @@ def main() -> None:
                     times[name].append(time.perf_counter() - t0)
             start += a.steps * a.batch
         base = statistics.median(times["generative_ce"])
-        candidates = len(next(f for name, (_, f, _) in built.items() if name != "generative_ce")[0]["candidates"])
+        candidates = len(next(iter(built.values()))[1][0]["candidates"])
         for name in cases:
             step = statistics.median(times[name])
             row = {"setting": setting, "case": name, "step_s": round(step, 3), "vs_ce": round(step / base, 2),

@@ -20,7 +20,6 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 from common import commit, print_table
 

@@ -88,7 +88,12 @@ def main() -> None:
         records = make_records(a.records)
         ex = Extractor.from_pretrained(model, device="cpu")
         q = Extractor.from_pretrained(model, device="cpu", quantize="int8")
-        o = Extractor.from_pretrained(model, device="cpu").use_onnx(cache_dir=Path(tmp) / "onnx")
+        from relforge.components import HasEncoder
+        from relforge.engine.onnx_runtime import missing_dependency
+
+        # the ONNX case needs relforge[onnx] and an encoder model (seq2seq models are refused)
+        o = Extractor.from_pretrained(model, device="cpu").use_onnx(cache_dir=Path(tmp) / "onnx") \
+            if missing_dependency() is None and isinstance(ex.model, HasEncoder) else None
         backbone_path = (ex.meta.get("config", {}).get("model") or {}).get("backbone")
         encoder = ex.model.encoder if hasattr(ex.model, "encoder") else None
         tok = ex.model.tokenizer
@@ -108,18 +113,20 @@ def main() -> None:
         fns = {"plain": run_plain} if plain is not None else {}  # the floor is measured for encoder models
         fns |= {"relforge": lambda: ex.predict(records, batch_size=a.batch_size, by_length=False),
                "bucketed": lambda: ex.predict(records, batch_size=a.batch_size),
-                "int8": lambda: q.predict(records, batch_size=a.batch_size),
-                "onnx": lambda: o.predict(records, batch_size=a.batch_size)}
+                "int8": lambda: q.predict(records, batch_size=a.batch_size)}
+        if o is not None:
+            fns["onnx"] = lambda: o.predict(records, batch_size=a.batch_size)
         med = interleaved(fns, a.rounds)
         floats = ex.predict(records, batch_size=a.batch_size)
         in_order = ex.predict(records, batch_size=a.batch_size, by_length=False)
         quant = q.predict(records, batch_size=a.batch_size)
-        on_ort = o.predict(records, batch_size=a.batch_size)
+        on_ort = o.predict(records, batch_size=a.batch_size) if o is not None else None
     agree_bucket = sum(x["relations"] == y["relations"] for x, y in zip(floats, in_order)) / len(records)
     agree_int8 = sum(x["relations"] == y["relations"] for x, y in zip(floats, quant)) / len(records)
-    agree_onnx = sum(x["relations"] == y["relations"] for x, y in zip(floats, on_ort)) / len(records)
+    agree_onnx = sum(x["relations"] == y["relations"] for x, y in zip(floats, on_ort)) / len(records) \
+        if on_ort is not None else None
     score_diff = max(abs(x["scores"][k] - y["scores"].get(k, float("inf"))) for x, y in zip(floats, on_ort)
-                     for k in x["scores"])
+                     for k in x["scores"]) if on_ort is not None else float("nan")
     info = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                        f"{a.threads} thread(s)", "load_1min": round(os.getloadavg()[0], 2), "commit": commit(),
             "records": a.records, "batch_size": a.batch_size, "backbone": str(backbone_path),

@@ -132,6 +132,10 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
     if not texts:
         return CandidateScores(scores, valid, is_gold, labels)
     seqs = cache.ids(tokenizer, texts, max_target_length)
+    empty = sorted({texts[k] for k, sq in enumerate(seqs) if not sq})
+    if empty:
+        raise ValueError(f"candidate target(s) {empty[:3]} encode to no tokens: a sequence score needs at least one "
+                         f"(check the template's verbalization)")
     # (row, column) -> score tensor; filled from the reused pass, then from the decoded rows
     values: list[torch.Tensor] = []
     at: list[tuple[int, int]] = []
@@ -235,8 +239,11 @@ def _decode_rows(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_ma
     if p:
         total = total + logp[:, torch.arange(p, device=device), torch.tensor(shared, device=device)].sum(1)[row_ex]
     length = max(len(s) for s in own)
+    past = first[cache_arg] if cache_arg in first else None
+    if past is None and length > p + 1:
+        # the backbone returned no KV cache (e.g. gradient checkpointing turns it off): each row decoded whole
+        return _full_rows(backbone, tokenizer, encoder_hidden, attention_mask, own, ex_t[row_ex])
     if length > p + 1:
-        past = first[cache_arg]
         past.reorder_cache(row_ex)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # right-padded continuations: causal attention keeps the padding out of the real positions
@@ -256,6 +263,28 @@ def _decode_rows(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_ma
                                                 ignore_index=-100, reduction="none").view(target.shape)
         total = total - nll.sum(1)
     return total
+
+
+def _full_rows(backbone, tokenizer, encoder_hidden, attention_mask, own, rows) -> torch.Tensor:
+    """Summed log-probabilities of ``own``, one whole teacher-forced row each (no cache)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    device = encoder_hidden.device
+    length = max(len(s) for s in own)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    dec_in = torch.full((len(own), length), pad, dtype=torch.long)
+    target = torch.full((len(own), length), -100, dtype=torch.long)
+    dec_in[:, 0] = decoder_start_id(backbone)
+    for r, s in enumerate(own):
+        dec_in[r, 1:len(s)] = torch.tensor(s[:-1])
+        target[r, :len(s)] = torch.tensor(s)
+    dec_in, target = dec_in.to(device), target.to(device)
+    out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
+                   attention_mask=attention_mask[rows], decoder_input_ids=dec_in, return_dict=True)
+    logits = out.logits.float()
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                            ignore_index=-100, reduction="none").view(target.shape)
+    return -nll.sum(1)
 
 
 def score_candidates_shared(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,

@@ -94,8 +94,13 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
             raise InputError(f"runtime onnx: {type(self.model).name} is not an encoder model (only the encoder of "
                              f"models such as relforge.marker_classifier is exported); use --quantize int8 for a "
                              f"faster CPU run of this model")
-        if device not in (None, "cpu"):
-            raise InputError("runtime onnx runs on the CPU: drop the device")
+        from relforge.engine.onnx_runtime import OnnxEncoder
+
+        if isinstance(self.model.encoder, OnnxEncoder):
+            return self
+        if device not in (None, "cpu") or next(self.model.parameters()).device.type != "cpu":
+            raise InputError("runtime onnx runs on the CPU: drop the device, or load with "
+                             "Extractor.from_pretrained(..., runtime='onnx')")
         need = missing_dependency()
         if need:
             raise InputError(f"runtime onnx needs onnxruntime: {need}")

@@ -36,12 +36,17 @@ def missing_dependency() -> str | None:
     return None
 
 
+#: part of the cache key: a change to what is exported (inputs, outputs, exporter) must not reuse old graphs
+EXPORT_FORMAT = "states-v1"
+
+
 def weights_digest(module: torch.nn.Module) -> str:
-    h = hashlib.sha256()
+    """The cache key: the weights, their names and shapes, the export format and the torch version."""
+    h = hashlib.sha256(f"{EXPORT_FORMAT}|torch {torch.__version__}".encode())
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:20]
 
 
@@ -79,7 +84,7 @@ def export_encoder(encoder, tokenizer, path: Path) -> Path:
                               input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
                               dynamic_shapes={"input_ids": {0: batch, 1: seq},
                                               "attention_mask": {0: batch, 1: seq}},
-                              dynamo=True, verbose=False)
+                              dynamo=True, external_data=False, verbose=False)
     except Exception:
         sys.stderr.write(chatter.getvalue())
         raise
@@ -101,9 +106,10 @@ class OnnxEncoder(torch.nn.Module):
     def forward(self, input_ids=None, attention_mask=None, **kwargs: Any):
         from transformers.modeling_outputs import BaseModelOutput
 
-        extra = sorted(k for k, v in kwargs.items() if v is not None and k != "return_dict")
-        if extra:
-            raise ValueError(f"the ONNX encoder takes input_ids and attention_mask only, not {extra}")
+        extra = sorted(k for k, v in kwargs.items() if v is not None and v is not False and k != "return_dict")
+        if extra or input_ids is None:
+            raise ValueError(f"the ONNX encoder takes input_ids and attention_mask only (got {extra or 'no input_ids'});"
+                             f" load the model without --runtime onnx for this use")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         out = self.session.run(["last_hidden_state"], {"input_ids": input_ids.cpu().long().numpy(),
@@ -116,9 +122,12 @@ def onnx_encoder(encoder, tokenizer, *, cache_dir: str | Path | None = None, thr
     checked against the torch encoder on a sample batch."""
     import onnxruntime as ort
 
+    from relforge.validation import InputError
+
     root = Path(cache_dir or os.environ.get("RELFORGE_ONNX_CACHE", Path.home() / ".cache" / "relforge" / "onnx"))
     digest = weights_digest(encoder)
-    path = root / digest / "encoder.onnx"
+    folder = root / digest
+    path = folder / "encoder.onnx"
     if not path.is_file():
         # exported into a folder of its own, then moved into place whole: an interrupted export leaves no
         # half-written file behind, and two processes exporting at once both end with a complete one
@@ -126,11 +135,19 @@ def onnx_encoder(encoder, tokenizer, *, cache_dir: str | Path | None = None, thr
         import tempfile
 
         root.mkdir(parents=True, exist_ok=True)
+        if folder.exists():  # left by an export that did not finish, or a file deleted by hand
+            shutil.rmtree(folder, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=f"{digest}.", dir=root))
         try:
-            export_encoder(encoder, tokenizer, work / "encoder.onnx")
             try:
-                os.replace(work, root / digest)
+                export_encoder(encoder, tokenizer, work / "encoder.onnx")
+            except Exception as exc:
+                raise InputError(f"could not export this encoder to ONNX ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); run without --runtime onnx "
+                                 f"(--debug shows the exporter's traceback)") from exc
+            work.chmod(0o755)  # mkdtemp's folders are the owner's only; a shared cache is read by others
+            try:
+                os.replace(work, folder)
             except OSError:  # another process put its export there first
                 if not path.is_file():
                     raise
@@ -139,7 +156,11 @@ def onnx_encoder(encoder, tokenizer, *, cache_dir: str | Path | None = None, thr
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise InputError(f"ONNX Runtime could not load {path} ({type(exc).__name__}); delete the folder {folder} "
+                         f"to export again, or run without --runtime onnx") from exc
     stand_in = OnnxEncoder(session, encoder.config, path)
     check = tokenizer(["Ada Lovelace was born in London , the report says .", "Paris ."], return_tensors="pt",
                       padding=True)
@@ -149,6 +170,6 @@ def onnx_encoder(encoder, tokenizer, *, cache_dir: str | Path | None = None, thr
     real = check["attention_mask"].bool()
     diff = float((got - want.float())[real].abs().max())
     if diff > TOLERANCE:
-        raise RuntimeError(f"the ONNX export at {path} differs from the torch encoder by {diff:.2e} (more than "
-                           f"{TOLERANCE}); delete it to export again, or run without --runtime onnx")
+        raise InputError(f"the ONNX export in {folder} differs from the torch encoder by {diff:.2e} (more than "
+                         f"{TOLERANCE}); delete that folder to export again, or run without --runtime onnx")
     return stand_in

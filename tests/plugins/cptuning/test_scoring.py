@@ -145,3 +145,33 @@ def test_length_buckets_cover_every_row_once_and_split_only_when_padding_costs_m
     seqs = TargetCache().ids(tok, RELATIONS)
     rest = [len(s) - 1 for s in seqs for _ in SOURCES]
     assert len(length_buckets(rest, [i for _ in RELATIONS for i in range(len(SOURCES))], 14, 0)) > 1
+
+
+def test_a_backbone_without_a_kv_cache_is_scored_whole_rows_and_empty_targets_are_refused(tokenizer):
+    """Gradient checkpointing (or a wrapper) can turn the cache off: the scorer decodes each row whole,
+    with the same values; a candidate that encodes to no tokens is an error, not a score of 0."""
+    model = _tiny("t5", tokenizer).eval()
+
+    class NoCache(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config, self.generation_config = inner, inner.config, inner.generation_config
+
+        def forward(self, **kwargs):
+            kwargs.pop("past_key_values", None)
+            return self.inner(**{**kwargs, "use_cache": False})
+
+    enc = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    hidden = encode(model, enc.input_ids, enc.attention_mask)
+    candidates = [{r: "the relation is " + r for r in RELATIONS} for _ in SOURCES]
+    gold = [["spouse"]] * len(SOURCES)
+    whole = score_candidates(NoCache(model), tokenizer, hidden, enc.attention_mask, candidates, gold)
+    cached = score_candidates(model, tokenizer, hidden, enc.attention_mask, candidates, gold)
+    assert torch.allclose(whole.scores, cached.scores, atol=1e-5)
+
+    class Empty(TargetCache):
+        def ids(self, tok, texts, max_length=None):
+            return [[] if t.endswith("spouse") else s for t, s in zip(texts, super().ids(tok, texts, max_length))]
+
+    with pytest.raises(ValueError, match="encode to no tokens"):
+        score_candidates(model, tokenizer, hidden, enc.attention_mask, candidates, gold, cache=Empty())
