@@ -68,7 +68,6 @@ def export_encoder(encoder, tokenizer, path: Path) -> Path:
     import logging
     import warnings
 
-    print(f"relforge: exporting the encoder to ONNX once (kept at {path})", file=sys.stderr)
     # the exporter reports its steps on stdout (where `relforge predict -o -` writes predictions) and logs
     # about operators it skips: kept out of sight, shown only if the export fails
     chatter = io.StringIO()
@@ -138,6 +137,7 @@ def onnx_encoder(encoder, tokenizer, *, cache_dir: str | Path | None = None, thr
         if folder.exists():  # left by an export that did not finish, or a file deleted by hand
             shutil.rmtree(folder, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=f"{digest}.", dir=root))
+        print(f"relforge: exporting the encoder to ONNX once (kept at {path})", file=sys.stderr)
         try:
             try:
                 export_encoder(encoder, tokenizer, work / "encoder.onnx")
