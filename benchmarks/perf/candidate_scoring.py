@@ -1,5 +1,7 @@
-"""Candidate scoring with gradients: one padded teacher-forced row per (example, candidate), as
-CPTuning's contrastive loss does today, against the core's shared-prefix scorer
+"""Candidate scoring with gradients: CPTuning's padded scorer (one teacher-forced row per (example,
+candidate) after the positions all candidates share, decoded once per example, in length buckets;
+until 2026-12-04 a full row per candidate, the figures of candidate-scoring-cpu-2026-12-04.md),
+against the core's shared-prefix scorer
 (``score_trie(grad=True)``: each shared prefix decoded once per example), forward and backward,
 beside one cross-entropy step over the gold targets (the generative baseline's cost) -- issue #20,
 point 1.
