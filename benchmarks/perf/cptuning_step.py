@@ -13,8 +13,8 @@ Cases: ``generative_ce`` (the baseline: one teacher-forced pass over the gold ta
 every candidate scored (the paper's loss; ``loss.scoring: padded``, the default), the same with
 ``loss.gold_from_generation: false`` (the gold candidate decoded again instead of read from the
 generation pass), with ``loss.scoring: shared`` (the core's Trie scorer with gradients), and with
-hard negatives (``loss.negatives: hard``, 2 per row, found by the exact Trie scorer without
-gradients).
+hard negatives (``loss.negatives: hard``, 2 per row, found by exact scores of every
+candidate without gradients).
 
     python benchmarks/perf/cptuning_step.py [--setting quickstart nyt] [--rounds 5] [--steps 2]
 """

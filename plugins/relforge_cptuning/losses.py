@@ -19,8 +19,8 @@ candidate is kept when ``exp(s) >= threshold`` (the core's
   ``m`` above the threshold and every other at least ``m`` below.
 
 Negatives are all other candidates of the example (``negatives: all``) or
-the ``num_hard`` highest-scoring ones (``hard``), found by the core's exact
-Trie scorer without gradients, so only gold and hard candidates enter the
+the ``num_hard`` highest-scoring ones (``hard``), found by exact scores of
+every candidate without gradients, so only gold and hard candidates enter the
 differentiable pass.
 """
 from __future__ import annotations
@@ -213,19 +213,19 @@ class ContrastiveThresholdLoss(Loss, LearnsThreshold, torch.nn.Module):
     @torch.no_grad()
     def hard_negatives(self, model, hidden, att, candidates, gold) -> list[list[str]]:
         """Per row: its gold labels and the ``num_hard`` best-scoring others,
-        scored exactly over the Trie by the core (no gradients)."""
-        from relforge.decoding.decoders import batch_trie
-        from relforge.decoding.scoring import score_trie
-
-        trie, names, mask = batch_trie(model.tokenizer, candidates)
-        sc = score_trie(model.backbone, trie, hidden.detach(), att, mask, exact=True)
-        value = sc.total / sc.lengths.clamp(min=1) if self.settings.normalize == "mean" else sc.total
-        value = value.cpu()
+        scored exactly (full-vocabulary log-probabilities, the same scores the
+        loss and the exact decoder use) without gradients, by the padded
+        scorer: in training it is faster than the core's Trie walk on the
+        quickstart's and NYT's labels (``benchmarks/results/cptuning-step-cpu-2026-12-04.md``)."""
+        sc = score_candidates(model.backbone, model.tokenizer, hidden.detach(), att, candidates, gold,
+                              cache=self._targets, normalize=self.settings.normalize,
+                              max_target_length=model.max_target_length)
+        value = sc.scores.cpu()
         keep = []
         for i in range(len(candidates)):
             g = set(gold[i])
-            order = [names[trie.labels[j]] for j in torch.argsort(value[i], descending=True).tolist()
-                     if bool(sc.allowed[i, j])]
+            labels = sc.labels[i]
+            order = [labels[j] for j in torch.argsort(value[i, :len(labels)], descending=True, stable=True).tolist()]
             negs = [lab for lab in order if lab not in g][: self.settings.num_hard]
             keep.append([lab for lab in candidates[i] if lab in g or lab in negs])
         return keep
