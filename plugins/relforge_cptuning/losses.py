@@ -62,9 +62,10 @@ class ContrastiveThresholdSettings(Settings):
     #: sequence score: "mean" (length-normalised log-probability) or "sum"
     normalize: Literal["mean", "sum"] = "mean"
     #: how candidates are scored with gradients: "padded", one teacher-forced decoder row per (example,
-    #: candidate) after the positions all candidates share, decoded once per example; "shared", the core's shared-prefix scorer (relforge.decoding.scoring.score_trie with
-    #: grad=True: the same values and gradients in eval mode, about 2x faster on NYT's labels; in training
-    #: the candidates of an example share dropout masks)
+    #: candidate) after the positions all candidates share (decoded once per example), in length buckets;
+    #: "shared", the core's Trie walk (relforge.decoding.scoring.score_trie with grad=True): the same values
+    #: and gradients, slower in training on the quickstart's and NYT's labels
+    #: (benchmarks/results/cptuning-step-cpu-2026-12-04.md)
     scoring: Literal["padded", "shared"] = "padded"
     #: ``padded``: a candidate equal to the row's own target (the gold one the generation loss
     #: teacher-forces) takes its score from that pass instead of another decoder row
