@@ -6,7 +6,7 @@ import torch
 from relforge.engine import onnx_runtime
 from relforge.validation import InputError
 
-pytestmark = pytest.mark.skipif(onnx_runtime.missing_dependency() is not None,
+needs_onnx = pytest.mark.skipif(onnx_runtime.missing_dependency() is not None,
                                 reason="relforge[onnx] is not installed")
 
 
@@ -17,6 +17,7 @@ def encoder(tiny_bert_dir):
     return AutoModel.from_pretrained(tiny_bert_dir).eval(), AutoTokenizer.from_pretrained(tiny_bert_dir)
 
 
+@needs_onnx
 def test_states_equal_torch_and_a_broken_cache_entry_is_exported_again(encoder, tmp_path):
     model, tok = encoder
     folder = tmp_path / onnx_runtime.weights_digest(model)
@@ -35,6 +36,7 @@ def test_states_equal_torch_and_a_broken_cache_entry_is_exported_again(encoder, 
         ort(input_ids=batch["input_ids"], token_type_ids=torch.zeros_like(batch["input_ids"]))
 
 
+@needs_onnx
 def test_an_export_that_disagrees_with_torch_is_refused_in_one_line(encoder, tmp_path, monkeypatch):
     model, tok = encoder
     monkeypatch.setattr(onnx_runtime, "TOLERANCE", -1.0)
@@ -47,6 +49,7 @@ def test_an_export_that_disagrees_with_torch_is_refused_in_one_line(encoder, tmp
         onnx_runtime.onnx_encoder(model, tok, cache_dir=tmp_path)
 
 
+@needs_onnx
 def test_the_cache_key_follows_the_weights(encoder):
     model, _ = encoder
     key = onnx_runtime.weights_digest(model)
@@ -59,3 +62,22 @@ def test_the_cache_key_follows_the_weights(encoder):
         finally:
             p.copy_(saved)
     assert onnx_runtime.weights_digest(model) == key
+
+
+def test_without_onnxruntime_the_refusal_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from relforge.components import HasEncoder
+    from relforge.engine.extractor import Extractor
+
+    class Tiny(torch.nn.Module, HasEncoder):
+        name = "tiny"
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Linear(2, 2)
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(InputError, match=r"needs onnxruntime: pip install 'relforge\[onnx\]'"):
+        Extractor(Tiny(), None, {}).use_onnx()

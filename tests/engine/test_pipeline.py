@@ -172,26 +172,30 @@ def test_classifier_baseline_learns_and_predict_cli_round_trips(tiny_bert_dir, t
     # issue 20: the encoder on ONNX Runtime: exported once (cached by the weights' digest), the same rows
     from relforge.engine import onnx_runtime
 
-    monkeypatch.setenv("RELFORGE_ONNX_CACHE", str(tmp_path / "onnx"))
-    on_ort = Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx")
-    assert isinstance(on_ort.model.encoder, onnx_runtime.OnnxEncoder)
-    assert on_ort.model.encoder.path.is_relative_to(tmp_path / "onnx")
-    for x, y in zip(on_ort.predict(many, batch_size=4), bucketed):
-        assert x["relations"] == y["relations"] and x["scores"].keys() == y["scores"].keys()
-        assert all(abs(x["scores"][k] - y["scores"][k]) < 1e-4 for k in x["scores"])
-    with pytest.raises(InputError, match="ONNX Runtime .* cannot be saved"):
-        on_ort.save_pretrained(tmp_path / "o")
-    with pytest.raises(InputError, match="do not combine"):
-        Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx", quantize="int8")
+    if onnx_runtime.missing_dependency() is not None:  # relforge[onnx] not installed: a one-line refusal
+        with pytest.raises(InputError, match=r"relforge\[onnx\]"):
+            Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx")
+    else:
+        monkeypatch.setenv("RELFORGE_ONNX_CACHE", str(tmp_path / "onnx"))
+        on_ort = Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx")
+        assert isinstance(on_ort.model.encoder, onnx_runtime.OnnxEncoder)
+        assert on_ort.model.encoder.path.is_relative_to(tmp_path / "onnx")
+        for x, y in zip(on_ort.predict(many, batch_size=4), bucketed):
+            assert x["relations"] == y["relations"] and x["scores"].keys() == y["scores"].keys()
+            assert all(abs(x["scores"][k] - y["scores"][k]) < 1e-4 for k in x["scores"])
+        with pytest.raises(InputError, match="ONNX Runtime .* cannot be saved"):
+            on_ort.save_pretrained(tmp_path / "o")
+        with pytest.raises(InputError, match="do not combine"):
+            Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx", quantize="int8")
 
-    def no_export(*args, **kwargs):
-        raise AssertionError("exported again")
+        def no_export(*args, **kwargs):
+            raise AssertionError("exported again")
 
-    monkeypatch.setattr(onnx_runtime, "export_encoder", no_export)  # the CLI's load reads the cached export
-    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--output", "-", "--runtime",
-                                   "onnx"], input=stdin)
-    assert res.exit_code == 0, res.output
-    assert [json.loads(x)["relations"] for x in res.stdout.splitlines()] == [r["relations"] for r in python_rows]
+        monkeypatch.setattr(onnx_runtime, "export_encoder", no_export)  # the CLI's load reads the cached export
+        res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--output", "-", "--runtime",
+                                       "onnx"], input=stdin)
+        assert res.exit_code == 0, res.output
+        assert [json.loads(x)["relations"] for x in res.stdout.splitlines()] == [r["relations"] for r in python_rows]
     res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--input", "-", "--runtime", "tensorrt"],
                              input=stdin)
     assert res.exit_code == 2 and "--runtime 'tensorrt'" in res.output
