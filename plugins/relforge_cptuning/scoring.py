@@ -70,6 +70,27 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> list[int]:
     return prefix
 
 
+def _summed_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(rows,) summed -log p of each row's ``target`` tokens (-100: none) under ``logits`` (rows, T, V);
+    cross_entropy avoids materialising a second (rows, T, V) tensor."""
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    return torch.nn.functional.cross_entropy(flat, target.reshape(-1), ignore_index=-100,
+                                             reduction="none").view(target.shape).sum(1)
+
+
+def _teacher_forced(inputs: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], pad: int,
+                    device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded decoder inputs (``pad``) and targets (-100) of equal-length row pairs: causal attention
+    keeps the padding out of the real positions, so no decoder attention mask is needed."""
+    length = max(len(t) for t in targets)
+    dec_in = torch.full((len(targets), length), pad, dtype=torch.long)
+    target = torch.full((len(targets), length), -100, dtype=torch.long)
+    for r, (i, t) in enumerate(zip(inputs, targets)):
+        dec_in[r, :len(i)] = torch.tensor(i, dtype=torch.long)
+        target[r, :len(t)] = torch.tensor(t, dtype=torch.long)
+    return dec_in.to(device), target.to(device)
+
+
 def _check_inputs(encoder_hidden: torch.Tensor, candidates: Sequence, gold: Sequence, normalize: str) -> None:
     if normalize not in ("mean", "sum"):
         raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
@@ -147,10 +168,7 @@ def score_candidates(backbone, tokenizer, encoder_hidden: torch.Tensor, attentio
         if hits:
             rows = torch.tensor([place[k][0] for k in hits], device=logits.device)
             lab = target[rows]
-            lg = logits[rows].float()
-            nll = torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), lab.reshape(-1),
-                                                    ignore_index=-100, reduction="none").view(lab.shape)
-            total = -nll.sum(1)
+            total = -_summed_nll(logits[rows], lab)
             n_tok = (lab != -100).sum(1).clamp(min=1)
             values.append((total / n_tok if normalize == "mean" else total).to(device))
             at += [place[k] for k in hits]
@@ -245,23 +263,13 @@ def _decode_rows(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_ma
         return _full_rows(backbone, tokenizer, encoder_hidden, attention_mask, own, ex_t[row_ex])
     if length > p + 1:
         past.reorder_cache(row_ex)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        # right-padded continuations: causal attention keeps the padding out of the real positions
-        dec_in = torch.full((len(own), length - p - 1), pad, dtype=torch.long)
-        target = torch.full((len(own), length - p - 1), -100, dtype=torch.long)
-        for r, s in enumerate(own):
-            dec_in[r, :len(s) - p - 1] = torch.tensor(s[p:-1])
-            target[r, :len(s) - p - 1] = torch.tensor(s[p + 1:])
-        dec_in, target = dec_in.to(device), target.to(device)
+        dec_in, target = _teacher_forced([s[p:-1] for s in own], [s[p + 1:] for s in own], _pad_id(tokenizer),
+                                         device)
         rows = ex_t[row_ex]
         out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
                        attention_mask=attention_mask[rows], decoder_input_ids=dec_in,
                        use_cache=True, return_dict=True, **{cache_arg: past})
-        logits = out.logits.float()
-        # -log p(token) per position; cross_entropy avoids materialising a second (rows, T, V) tensor
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                ignore_index=-100, reduction="none").view(target.shape)
-        total = total - nll.sum(1)
+        total = total - _summed_nll(out.logits, target)
     return total
 
 
@@ -269,22 +277,15 @@ def _full_rows(backbone, tokenizer, encoder_hidden, attention_mask, own, rows) -
     """Summed log-probabilities of ``own``, one whole teacher-forced row each (no cache)."""
     from transformers.modeling_outputs import BaseModelOutput
 
-    device = encoder_hidden.device
-    length = max(len(s) for s in own)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    dec_in = torch.full((len(own), length), pad, dtype=torch.long)
-    target = torch.full((len(own), length), -100, dtype=torch.long)
-    dec_in[:, 0] = decoder_start_id(backbone)
-    for r, s in enumerate(own):
-        dec_in[r, 1:len(s)] = torch.tensor(s[:-1])
-        target[r, :len(s)] = torch.tensor(s)
-    dec_in, target = dec_in.to(device), target.to(device)
+    start = decoder_start_id(backbone)
+    dec_in, target = _teacher_forced([[start, *s[:-1]] for s in own], own, _pad_id(tokenizer), encoder_hidden.device)
     out = backbone(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden[rows]),
                    attention_mask=attention_mask[rows], decoder_input_ids=dec_in, return_dict=True)
-    logits = out.logits.float()
-    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                            ignore_index=-100, reduction="none").view(target.shape)
-    return -nll.sum(1)
+    return -_summed_nll(out.logits, target)
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def score_candidates_shared(backbone, tokenizer, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
