@@ -187,7 +187,10 @@ def _model_folder(path: Path) -> Path:
 
 
 def _check_runtime(runtime: str | None) -> None:
-    if runtime not in (None, "torch", "onnx"):
+    """Before a model is loaded (seconds): ``--runtime`` names one of the Extractor's runtimes."""
+    from relforge.engine.extractor import RUNTIMES
+
+    if runtime is not None and runtime not in RUNTIMES:
         _fail(f"--runtime {runtime!r}: torch (the default) or onnx (encoder models, needs relforge[onnx])")
 
 

@@ -81,3 +81,18 @@ def test_without_onnxruntime_the_refusal_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     with pytest.raises(InputError, match=r"needs onnxruntime: pip install 'relforge\[onnx\]'"):
         Extractor(Tiny(), None, {}).use_onnx()
+
+
+@needs_onnx
+def test_a_failed_export_is_one_line_and_leaves_no_cache_entry(encoder, tmp_path, monkeypatch):
+    model, tok = encoder
+
+    def broken(*args, **kwargs):
+        print("exporter chatter")
+        raise RuntimeError("unsupported operator aten::foo\nmore detail")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(InputError, match=r"could not export this encoder to ONNX \(RuntimeError: unsupported "
+                                         r"operator aten::foo\); run without --runtime onnx"):
+        onnx_runtime.onnx_encoder(model, tok, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the temporary export folder is gone, nothing half-written is kept

@@ -30,6 +30,10 @@ from relforge.data.example import Example
 from relforge.engine.decision import decide
 
 
+#: what runs a loaded model's inference: torch (the default), or its encoder on ONNX Runtime
+RUNTIMES = ("torch", "onnx")
+
+
 class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extraction"]):
     """A trained model ready to predict; a Hub model (``save_pretrained``,
     ``push_to_hub``, ``from_pretrained`` of a folder or a repository id,
@@ -57,7 +61,7 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
         :meth:`quantize`; ``runtime="onnx"``: :meth:`use_onnx`."""
         from relforge.validation import InputError
 
-        if runtime not in (None, "torch", "onnx"):
+        if runtime is not None and runtime not in RUNTIMES:
             raise InputError(f"runtime {runtime!r}: torch (the default) or onnx")
         if runtime == "onnx" and quantize:
             raise InputError("runtime onnx and quantize int8 do not combine: choose one")
@@ -87,15 +91,13 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
         Encoder models only (``relforge.marker_classifier``); the head and the
         decisions stay in torch."""
         from relforge.components import HasEncoder
-        from relforge.engine.onnx_runtime import missing_dependency, onnx_encoder
+        from relforge.engine.onnx_runtime import OnnxEncoder, missing_dependency, onnx_encoder
         from relforge.validation import InputError
 
         if not isinstance(self.model, HasEncoder):
             raise InputError(f"runtime onnx: {type(self.model).name} is not an encoder model (only the encoder of "
                              f"models such as relforge.marker_classifier is exported); use --quantize int8 for a "
                              f"faster CPU run of this model")
-        from relforge.engine.onnx_runtime import OnnxEncoder
-
         if isinstance(self.model.encoder, OnnxEncoder):
             return self
         if device not in (None, "cpu") or next(self.model.parameters()).device.type != "cpu":

@@ -60,7 +60,8 @@ class _States(torch.nn.Module):
 
 
 def export_encoder(encoder, tokenizer, path: Path) -> Path:
-    """``encoder`` as an ONNX graph at ``path`` (batch and length dynamic)."""
+    """``encoder`` as an ONNX graph at ``path`` (batch and length dynamic); a failed export is an
+    ``InputError`` (the exporter's own report goes to stderr)."""
     sample = tokenizer(["a short sample sentence for the export .", "two"], return_tensors="pt", padding=True)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +85,13 @@ def export_encoder(encoder, tokenizer, path: Path) -> Path:
                               dynamic_shapes={"input_ids": {0: batch, 1: seq},
                                               "attention_mask": {0: batch, 1: seq}},
                               dynamo=True, external_data=False, verbose=False)
-    except Exception:
+    except Exception as exc:
+        from relforge.validation import InputError
+
         sys.stderr.write(chatter.getvalue())
-        raise
+        raise InputError(f"could not export this encoder to ONNX ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); run without --runtime onnx "
+                         f"(--debug shows the exporter's traceback)") from exc
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
@@ -139,12 +144,7 @@ def onnx_encoder(encoder, tokenizer, *, cache_dir: str | Path | None = None, thr
         work = Path(tempfile.mkdtemp(prefix=f"{digest}.", dir=root))
         print(f"relforge: exporting the encoder to ONNX once (kept at {path})", file=sys.stderr)
         try:
-            try:
-                export_encoder(encoder, tokenizer, work / "encoder.onnx")
-            except Exception as exc:
-                raise InputError(f"could not export this encoder to ONNX ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); run without --runtime onnx "
-                                 f"(--debug shows the exporter's traceback)") from exc
+            export_encoder(encoder, tokenizer, work / "encoder.onnx")
             work.chmod(0o755)  # mkdtemp's folders are the owner's only; a shared cache is read by others
             try:
                 os.replace(work, folder)
