@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
-from common import print_table
+from common import commit, machine, print_table
 
 
 def labels_from_nyt(data_dir: Path) -> dict[str, str]:
@@ -95,17 +93,14 @@ def main() -> None:
             fn()
             times[k].append(time.perf_counter() - t)
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    info = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                       f"{a.threads} thread(s)", "load_1min": round(os.getloadavg()[0], 2), "commit": commit,
+    info = {"machine": machine(a.threads), "load_1min": round(os.getloadavg()[0], 2), "commit": commit(),
             "batch": a.batch, "candidates": len(words), "trie_nodes": int(trie.num_nodes),
             "candidate_tokens": int(sum(len(s) for s in cache.ids(tok, list(words.values())))),
             "max_score_difference": diff}
     rows = [{"case": k, "seconds": round(v, 3), "vs_ce": round(v / med["ce"], 2)} for k, v in med.items()]
     for r in [info, *rows]:
         print(json.dumps(r))
-    print(f"\nmachine: {info['machine']}; load average {info['load_1min']}; commit {commit}; batch {a.batch} x "
+    print(f"\nmachine: {info['machine']}; load average {info['load_1min']}; commit {info['commit']}; batch {a.batch} x "
           f"{len(words)} candidates ({info['candidate_tokens']} candidate tokens, {info['trie_nodes']} Trie nodes); "
           f"median of {a.rounds} interleaved rounds; largest score difference {diff:.2e}\n")
     print_table(["case (forward + backward)", "seconds", "x one CE step"],

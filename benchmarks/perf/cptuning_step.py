@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import time
 
 import torch
-from common import commit, print_table
+from common import build_for_training, commit, machine, print_table, time_steps
 
 SETTINGS = {
     "quickstart": ["data.dataset=quickstart", "data.dataset.train_size=240", "data.dataset.dev_size=60",
@@ -46,23 +44,8 @@ CASES = {
 
 
 def build(setting: str, extra: list[str], data_dir: str):
-    from relforge.config import load_config
-    from relforge.data import load_data
-    from relforge.engine.build import build_model
-    from relforge.registry import get_registry
-
-    registry = get_registry()
-    resolved = load_config(overrides=[*SETTINGS[setting], "model.freeze_embeddings=true", "tracking.trackers=[]",
-                                      f"data.data_dir={data_dir}", *extra], registry=registry)
-    data = load_data(resolved.run.data, registry)
-    words = {lab: data.verbalizer.words[lab] for lab in data.labels}
-    torch.manual_seed(0)
-    model = build_model(resolved, labels=data.labels, label_words=words, no_relation=data.no_relation,
-                        registry=registry)
-    train = data.splits["train"][:400]
-    feats = model.features(train, training=True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    return model, feats, torch.optim.AdamW(params, lr=1e-4)
+    return build_for_training([*SETTINGS[setting], "model.freeze_embeddings=true", "tracking.trackers=[]",
+                               f"data.data_dir={data_dir}", *extra], train_rows=400)
 
 
 def main() -> None:
@@ -78,28 +61,11 @@ def main() -> None:
     a = ap.parse_args()
     cases = {name: CASES[name] for name in CASES if name in a.cases or name == "generative_ce"}
     torch.set_num_threads(a.threads)
-    info = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                       f"{a.threads} thread(s)", "commit": commit()}
+    info = {"machine": machine(a.threads), "commit": commit()}
     table = []
     for setting in a.setting:
         built = {name: build(setting, extra, a.data_dir) for name, extra in cases.items()}
-        n = min(len(f) for _, f, _ in built.values())
-        if n <= a.batch:
-            raise SystemExit(f"{setting}: {n} training rows, not more than the batch ({a.batch}): lower --batch")
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        start = 0
-        for _ in range(a.rounds):
-            for name, (model, feats, opt) in built.items():
-                model.train()
-                for s in range(a.steps):
-                    i = (start + s * a.batch) % (n - a.batch)
-                    batch = model.collate(feats[i:i + a.batch])
-                    t0 = time.perf_counter()
-                    opt.zero_grad(set_to_none=True)
-                    model(batch).loss.backward()
-                    opt.step()
-                    times[name].append(time.perf_counter() - t0)
-            start += a.steps * a.batch
+        times = time_steps(built, rounds=a.rounds, steps=a.steps, batch=a.batch)
         base = statistics.median(times["generative_ce"])
         candidates = len(next(iter(built.values()))[1][0]["candidates"])
         for name in cases:

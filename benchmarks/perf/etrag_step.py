@@ -17,34 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
-from common import commit, print_table
+from common import build_for_training, commit, machine, print_table, time_steps
 
 import torch
 
 
 def build(extra: list[str]):
-    from relforge.config import load_config
-    from relforge.data import load_data
-    from relforge.engine.build import build_model
-    from relforge.registry import get_registry
-
-    registry = get_registry()
-    resolved = load_config(overrides=[
+    return build_for_training([
         "method=etrag", "data.dataset=quickstart", "data.dataset.train_size=240", "data.dataset.dev_size=60",
         "data.dataset.test_size=100", "model.max_source_length=64", "model.max_target_length=16",
-        "model.freeze_embeddings=true", "tracking.trackers=[]", *extra], registry=registry)
-    data = load_data(resolved.run.data, registry)
-    words = {lab: data.verbalizer.words[lab] for lab in data.labels}
-    torch.manual_seed(0)
-    model = build_model(resolved, labels=data.labels, label_words=words, no_relation=data.no_relation,
-                        registry=registry)
-    feats = model.features(data.splits["train"], training=True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    return model, feats, torch.optim.AdamW(params, lr=1e-4)
+        "model.freeze_embeddings=true", "tracking.trackers=[]", *extra])
 
 
 def main() -> None:
@@ -59,30 +44,15 @@ def main() -> None:
              "etrag (pool with gradients, the paper's)": ["model.k=5", "model.pool_size=32"],
              "etrag (pool from the cache)": ["model.k=5", "model.pool_size=32", "model.pool_gradients=false"]}
     built = {name: build(extra) for name, extra in cases.items()}
-    times: dict[str, list[float]] = {name: [] for name in cases}
+    times = time_steps(built, rounds=a.rounds, steps=a.steps, batch=a.batch)
     refresh: dict[str, float] = {}
-    start = 0
-    for _ in range(a.rounds):
-        for name, (model, feats, opt) in built.items():
-            model.train()
-            for s in range(a.steps):
-                i = (start + s * a.batch) % (len(feats) - a.batch)
-                batch = model.collate(feats[i:i + a.batch])
-                t0 = time.perf_counter()
-                opt.zero_grad(set_to_none=True)
-                loss = model(batch).loss
-                loss.backward()
-                opt.step()
-                times[name].append(time.perf_counter() - t0)
-        start += a.steps * a.batch
     cached_model = built["etrag (pool from the cache)"][0]
     t0 = time.perf_counter()
     cached_model.refresh_memory()  # what the cached case pays every refresh_every steps
     refresh_s = time.perf_counter() - t0
     refresh["etrag (pool from the cache)"] = refresh_s / cached_model.settings.refresh_every
     base = statistics.median(times["sure (k=0)"])
-    info = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                       f"{a.threads} thread(s)", "load_1min": round(os.getloadavg()[0], 2), "commit": commit()}
+    info = {"machine": machine(a.threads), "load_1min": round(os.getloadavg()[0], 2), "commit": commit()}
     rows = []
     for name in cases:
         step = statistics.median(times[name]) + refresh.get(name, 0.0)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import commit
+from common import commit, machine
 
 import torch
 
@@ -127,8 +126,7 @@ def main() -> None:
         if on_ort is not None else None
     score_diff = max(abs(x["scores"][k] - y["scores"].get(k, float("inf"))) for x, y in zip(floats, on_ort)
                      for k in x["scores"]) if on_ort is not None else float("nan")
-    info = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                       f"{a.threads} thread(s)", "load_1min": round(os.getloadavg()[0], 2), "commit": commit(),
+    info = {"machine": machine(a.threads), "load_1min": round(os.getloadavg()[0], 2), "commit": commit(),
             "records": a.records, "batch_size": a.batch_size, "backbone": str(backbone_path),
             "onnx_max_score_difference": score_diff}
     rows = []
