@@ -333,11 +333,10 @@ def part_end_to_end(quick: bool) -> None:
                             "sure": (nothing, lambda: batched(False)), "exact": (nothing, lambda: batched(True))},
                            min_rounds=1 if quick else 2, min_time=0)
     t_loop = t["loop"]
-    from relforge.decoding.scoring import trie_internal_nodes, trie_sure_nodes
+    from relforge.decoding.scoring import trie_branching_nodes, trie_internal_nodes, trie_sure_nodes
 
     nodes = {"internal_nodes": int(trie_internal_nodes(trie).sum()), "sure_nodes": int(trie_sure_nodes(trie).sum()),
-             "branching_nodes": len([n for n in range(trie.num_nodes)
-                                     if int(trie.edge_real[int(trie.indptr[n]):int(trie.indptr[n + 1])].sum()) > 1])}
+             "branching_nodes": int(trie_branching_nodes(trie).sum())}
     for exact in (False, True):
         branch = batched(exact)
         same_rank = torch.equal(torch.argsort(branch, dim=1, descending=True, stable=True),

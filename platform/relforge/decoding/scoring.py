@@ -186,10 +186,15 @@ def trie_internal_nodes(trie: LabelTrie) -> torch.Tensor:
     return _real_degree(trie) > 0
 
 
+def trie_branching_nodes(trie: LabelTrie) -> torch.Tensor:
+    """(nodes,) bool: nodes with more than one real outgoing edge."""
+    return _real_degree(trie) > 1
+
+
 def trie_sure_nodes(trie: LabelTrie) -> torch.Tensor:
     """(nodes,) bool: branching nodes and their ancestors, the only nodes a
     SuRE-style score needs decoded."""
-    need = _real_degree(trie) > 1
+    need = trie_branching_nodes(trie)
     parent = torch.full((trie.num_nodes,), -1, dtype=torch.long)
     real = trie.edge_real
     parent[trie.edge_child[real]] = trie.edge_parent[real]
