@@ -68,7 +68,9 @@ class ETRAGSettings(Seq2SeqSettings):
     #: generation loss trains the retriever through the memory side as well as the queries. False
     #: (a departure, for speed; issue #20): the pool's vectors are read from the memory cache
     #: (no gradients, re-encoded every ``refresh_every`` training steps) and the retriever learns
-    #: through the queries only. ``benchmarks/perf/etrag_step.py`` measures both against SuRE.
+    #: through the queries only. ``benchmarks/perf/etrag_step.py`` measures both against SuRE; on
+    #: SemEval 5% (three seeds) False scored 0.016 official macro-F1 lower
+    #: (``benchmarks/results/etrag-step-cpu-2026-12-04.md``).
     pool_gradients: bool = True
     #: refresh the cached memory vectors every N training steps
     refresh_every: int = Field(100, gt=0)
