@@ -100,7 +100,9 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    mixed_precision: str = "no"
+    #: autocast for the training steps: no, bf16 (GPU, or a CPU with bf16 instructions), fp16 (GPU), auto
+    #: (bf16 where the device has it natively, else no); evaluation stays in full precision (engine/precision.py)
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
     #: evaluate on dev every epoch, or every N optimizer steps
     eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"

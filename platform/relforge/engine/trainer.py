@@ -33,6 +33,25 @@ from relforge.config import TrainConfig
 from relforge.engine.checkpoint import (
     find_checkpoint, read_state, share_files, swap_in, write_atomically, write_state,
 )
+from relforge.engine.precision import resolve as resolve_precision
+
+#: precision notes already shown in this process (a run's stages would repeat them)
+_SAID: set[str] = set()
+
+
+def _accelerator(mixed_precision: str, gradient_accumulation_steps: int, *, cpu: bool):
+    """An Accelerator in ``mixed_precision``. Accelerate keeps the precision in
+    process-wide state and refuses a second one; in a single process (a suite's
+    cells run one after another) that state is reset for the new run's
+    precision; across launched processes every run of the launch has the same."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    shared = getattr(AcceleratorState, "_shared_state", None)
+    if shared and shared.get("_mixed_precision") not in (None, mixed_precision) and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps,
+                       cpu=cpu)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -84,7 +103,6 @@ class Trainer:
                  run=None, accelerator=None, progress: bool = True,
                  step_callback: Callable[[TrainerState], None] | None = None, metric_prefix: str = "train",
                  label: str = "train") -> None:
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.settings = settings
@@ -99,14 +117,23 @@ class Trainer:
         self.metric_prefix, self.label = metric_prefix, label
         #: the mean loss of every optimizer step taken in this process (not restored on resume)
         self.step_losses: list[float] = []
-        mp = settings.mixed_precision
-        if mp != "no" and not torch.cuda.is_available():
-            mp = "no"  # bf16/fp16 autocast is a GPU feature here; CPU runs in full precision
+        #: the autocast mode the steps run in (``train.mixed_precision`` on this machine: see precision.py)
+        mp, note = resolve_precision(settings.mixed_precision)
+        self.precision = mp
+        cpu = not torch.cuda.is_available()
+        # on a CPU the step's forward runs under torch.autocast here (_step), and Accelerate stays in full
+        # precision: its precision is process-wide state, which a later run in the same process (the next
+        # cell of a suite) could not change; on a GPU Accelerate's autocast and loss scaling (fp16) are used
+        self._cpu_autocast = cpu and mp == "bf16"
         # cpu=True where there is no GPU: Accelerate then runs several launched
         # processes as MULTI_CPU (gloo) instead of as independent single processes
-        self.accelerator = accelerator or Accelerator(
-            mixed_precision=mp, gradient_accumulation_steps=settings.gradient_accumulation_steps,
-            cpu=not torch.cuda.is_available())
+        self.accelerator = accelerator or _accelerator("no" if cpu else mp, settings.gradient_accumulation_steps,
+                                                       cpu=cpu)
+        if note is not None and note not in _SAID:
+            _SAID.add(note)
+            self.accelerator.print(note)
+        if run is not None and hasattr(run, "set_tags"):
+            run.set_tags({"precision": mp})
         set_seed(seed)
         self.sampler = EpochSeededSampler(len(train_data), seed)
         # its own generator: creating an iterator draws a seed from it, which
@@ -316,7 +343,9 @@ class Trainer:
     def _step(self, batch: Any) -> float:
         acc = self.accelerator
         with acc.accumulate(self.model):
-            loss = self.model(batch).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._cpu_autocast):
+                loss = self.model(batch).loss
+            loss = loss.float()
             finite = torch.isfinite(loss.detach()).float().reshape(1)
             if acc.gather(finite).min() < 1:
                 where = "" if self.metric_prefix == "train" else f"{self.label}: "
