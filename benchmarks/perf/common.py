@@ -55,11 +55,15 @@ def build_for_training(overrides: list[str], *, train_rows: int | None = None):
     return model, feats, torch.optim.AdamW(params, lr=1e-4)
 
 
-def time_steps(built: dict, *, rounds: int, steps: int, batch: int) -> dict[str, list[float]]:
+def time_steps(built: dict, *, rounds: int, steps: int, batch: int,
+               bf16: set[str] | frozenset[str] = frozenset()) -> dict[str, list[float]]:
     """Seconds of full optimizer steps (forward, backward, AdamW) of each case in ``built`` (name ->
     ``build_for_training``'s triple), every case on the same batches, interleaved round by round so
-    the cases' times are side by side on a noisy machine."""
+    the cases' times are side by side on a noisy machine. The cases named in ``bf16`` run their
+    forward under CPU bf16 autocast, as the trainer does with ``train.mixed_precision: bf16``."""
     import time
+
+    import torch
 
     n = min(len(f) for _, f, _ in built.values())
     if n <= batch:
@@ -74,7 +78,9 @@ def time_steps(built: dict, *, rounds: int, steps: int, batch: int) -> dict[str,
                 rows = model.collate(feats[i:i + batch])
                 t0 = time.perf_counter()
                 opt.zero_grad(set_to_none=True)
-                model(rows).loss.backward()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name in bf16):
+                    loss = model(rows).loss
+                loss.float().backward()
                 opt.step()
                 times[name].append(time.perf_counter() - t0)
         start += steps * batch

@@ -40,6 +40,39 @@ def test_loss_falls_and_best_is_selected(tmp_path):
     assert state["finished"] and state["global_step"] == 24
 
 
+def _counting_saves(trainer):
+    saves = []
+    real = trainer.accelerator.save_state
+
+    def save_state(*args, **kwargs):
+        saves.append(trainer.state.global_step)
+        return real(*args, **kwargs)
+
+    trainer.accelerator.save_state = save_state
+    return saves
+
+
+@pytest.mark.parametrize("save_every, full_saves", [("epoch", [8, 16, 24]), (5, [5, 10, 15, 20, 24])])
+def test_the_finished_state_does_not_write_the_weights_twice(tmp_path, save_every, full_saves):
+    """The last epoch's checkpoint already holds the final weights and optimizer: finishing writes
+    only the loop's state into it; a run whose last save was earlier saves everything at the end."""
+    trainer = Trainer(TinyRegressor(), make_data(), collate, settings(save_every=save_every), tmp_path,
+                      evaluate_fn=dev_loss, progress=False)
+    saves = _counting_saves(trainer)
+    result = trainer.train()
+    assert saves == full_saves
+    state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())
+    assert state["finished"] and state["global_step"] == 24 and state["best_metric"] == result.state.best_metric
+    final = {k: v for k, v in trainer.accelerator.unwrap_model(trainer.model).state_dict().items()}
+    saved = load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(final[k], saved[k]) for k in final)
+    again = Trainer(TinyRegressor(), make_data(), collate, settings(save_every=save_every), tmp_path,
+                    evaluate_fn=dev_loss, progress=False)
+    resumed = again.train()
+    assert resumed.state.finished and resumed.state.global_step == 24 and not again.step_losses
+    assert resumed.state.best_metric == result.state.best_metric
+
+
 class Interrupt(Exception):
     pass
 

@@ -55,7 +55,11 @@ def read_state(folder: Path) -> dict:
 
 
 def write_state(folder: Path, state: dict) -> None:
-    (Path(folder) / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    """Write the loop's state into ``folder``, replacing any earlier one atomically."""
+    path = Path(folder) / STATE_FILE
+    tmp = path.with_name(f".{STATE_FILE}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -16,7 +16,6 @@ an uninterrupted one.
 from __future__ import annotations
 
 import logging
-
 import math
 import shutil
 import time
@@ -117,6 +116,8 @@ class Trainer:
         self.metric_prefix, self.label = metric_prefix, label
         #: the mean loss of every optimizer step taken in this process (not restored on resume)
         self.step_losses: list[float] = []
+        #: the step of the last full checkpoint this loop wrote (None: none yet)
+        self._saved_step: int | None = None
         #: the autocast mode the steps run in (``train.mixed_precision`` on this machine: see precision.py)
         mp, note = resolve_precision(settings.mixed_precision)
         self.precision = mp
@@ -221,6 +222,16 @@ class Trainer:
             write_state(tmp, asdict(self.state))
             share_files(tmp)
             swap_in(tmp, self.checkpoint_dir)
+        acc.wait_for_everyone()
+        self._saved_step = self.state.global_step
+
+    def _write_state_only(self) -> None:
+        """Replace the loop's state (``trainer_state.json``) in the current
+        checkpoint, atomically, leaving its weights and optimizer as they are."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            write_state(self.checkpoint_dir, asdict(self.state))
         acc.wait_for_everyone()
 
     def load_checkpoint(self) -> bool:
@@ -329,7 +340,13 @@ class Trainer:
             if self.evaluate_fn is not None and self._last_eval_step != self.state.global_step:
                 self._evaluate()
             self.state.finished = True
-            self.save_checkpoint()
+            if self._saved_step == self.state.global_step and find_checkpoint(self.checkpoint_dir) == \
+                    self.checkpoint_dir:
+                # the weights, optimizer and scheduler were saved at this very step (the last epoch's
+                # checkpoint): the finished state is all that changed, and all a finished run reads back
+                self._write_state_only()
+            else:
+                self.save_checkpoint()
         finally:
             bar.close()
         best = self.best_dir if self.best_dir.exists() else None
