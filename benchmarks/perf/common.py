@@ -59,7 +59,7 @@ def time_steps(built: dict, *, rounds: int, steps: int, batch: int,
                bf16: set[str] | frozenset[str] = frozenset()) -> dict[str, list[float]]:
     """Seconds of full optimizer steps (forward, backward, AdamW) of each case in ``built`` (name ->
     ``build_for_training``'s triple), every case on the same batches, interleaved round by round so
-    the cases' times are side by side on a noisy machine. The cases named in ``bf16`` run their
+    the cases' times are side by side on a noisy machine (the order reversed every other round). The cases named in ``bf16`` run their
     forward under CPU bf16 autocast, as the trainer does with ``train.mixed_precision: bf16``."""
     import time
 
@@ -70,8 +70,11 @@ def time_steps(built: dict, *, rounds: int, steps: int, batch: int,
         raise SystemExit(f"{n} training rows, not more than the batch ({batch}): lower --batch")
     times: dict[str, list[float]] = {name: [] for name in built}
     start = 0
-    for _ in range(rounds):
-        for name, (model, feats, opt) in built.items():
+    for r in range(rounds):
+        order = list(built.items())
+        if r % 2:  # each case goes first in every other round: first-step costs are not one case's
+            order.reverse()
+        for name, (model, feats, opt) in order:
             model.train()
             for s in range(steps):
                 i = (start + s * batch) % (n - batch)

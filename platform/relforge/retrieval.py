@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from relforge.engine.precision import full_precision
+
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in at least float32 (half precision is promoted; float64 kept)."""
@@ -32,9 +34,10 @@ def mean_cosine_similarity(query: torch.Tensor, memory: torch.Tensor) -> torch.T
     if q.shape[1:] != m.shape[1:]:
         raise ValueError(f"query spans/dim {tuple(q.shape[1:])} differ from memory {tuple(m.shape[1:])}")
     s = q.shape[1]
-    qn = F.normalize(at_least_float32(q), dim=-1).reshape(q.shape[0], -1)
-    mn = F.normalize(at_least_float32(m), dim=-1).reshape(m.shape[0], -1)
-    return qn @ mn.T / s
+    with full_precision(q):  # in float32 under a bf16 training step's autocast too
+        qn = F.normalize(at_least_float32(q), dim=-1).reshape(q.shape[0], -1)
+        mn = F.normalize(at_least_float32(m), dim=-1).reshape(m.shape[0], -1)
+        return qn @ mn.T / s
 
 
 def exclusion_mask(exclude: torch.Tensor | None, batch: int, size: int, device) -> torch.Tensor | None:
@@ -70,5 +73,7 @@ def gather_neighbours(weights_or_idx: torch.Tensor, memory: torch.Tensor, soft: 
     (batch, k, M) weights, the rows themselves for (batch, k) indices."""
     m = as_spans(memory)
     if soft:
-        return torch.einsum("bkm,msh->bksh", weights_or_idx.to(m.dtype), m)
+        with full_precision(m):  # the weighted sums in float32 under autocast too
+            m32 = at_least_float32(m)
+            return torch.einsum("bkm,msh->bksh", weights_or_idx.to(m32.dtype), m32)
     return m[weights_or_idx]

@@ -40,6 +40,7 @@ from relforge.components import (
 )
 from relforge.data.example import Example
 from relforge.engine.models import LOSS_STATE_FILE, GenerativeREModel, model_device, write_meta
+from relforge.engine.precision import full_precision
 
 from relforge_etrag.retrievers import MemorySearch
 
@@ -356,10 +357,13 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         was = self.span_encoder.training
         self.span_encoder.eval()
         bs = self.settings.memory_batch_size
-        chunks = [self.encode_memory(range(a, min(a + bs, len(self.memory_items))))
-                  for a in range(0, len(self.memory_items), bs)]
+        # in full precision even when refreshed inside a bf16 training step (pool_gradients: false): the
+        # cache is what evaluation retrieves from and what the saved model keeps
+        with full_precision(next(self.span_encoder.parameters())):
+            chunks = [self.encode_memory(range(a, min(a + bs, len(self.memory_items))))
+                      for a in range(0, len(self.memory_items), bs)]
         self.span_encoder.train(was)
-        self.memory_cache = torch.cat(chunks).detach()
+        self.memory_cache = torch.cat(chunks).detach().float()
         self._search = None
         self._cache_step = self.train_steps
 

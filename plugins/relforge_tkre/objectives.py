@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from relforge.engine.precision import full_precision
+
 OTHER, ENTITY, BETWEEN, SPECIAL = 0, 1, 2, -1
 
 
@@ -93,9 +95,10 @@ def span_infonce(anchor: torch.Tensor, positives: torch.Tensor, pos_mask: torch.
     over the valid positives of the batch. ``anchor`` (B, H), ``positives``
     (B, P, H) with ``pos_mask`` (B, P), ``negatives`` (B, N, H) with
     ``neg_mask`` (B, N). Zero (with a graph) when no positive is valid."""
-    a = F.normalize(anchor.float(), dim=-1)
-    sp = torch.einsum("bh,bph->bp", a, F.normalize(positives.float(), dim=-1)) / temperature
-    sn = torch.einsum("bh,bnh->bn", a, F.normalize(negatives.float(), dim=-1)) / temperature
+    with full_precision(anchor):  # float32 similarities under a bf16 training step's autocast too
+        a = F.normalize(anchor.float(), dim=-1)
+        sp = torch.einsum("bh,bph->bp", a, F.normalize(positives.float(), dim=-1)) / temperature
+        sn = torch.einsum("bh,bnh->bn", a, F.normalize(negatives.float(), dim=-1)) / temperature
     sn = sn.masked_fill(~neg_mask, float("-inf"))
     neg_lse = torch.logsumexp(sn, dim=-1, keepdim=True)                 # -inf without negatives
     per_pos = -(sp - torch.logaddexp(sp, neg_lse.expand_as(sp)))

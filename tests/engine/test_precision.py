@@ -38,17 +38,20 @@ def test_unknown_mode_is_a_config_error_naming_the_key():
 
 
 class Recorder(TinyRegressor):
-    """Records, at each training forward, whether CPU autocast was on and the dtype its layers
-    computed in; returns a loss in that dtype, as a loss computed under autocast may be."""
+    """Records, at each forward (training and evaluation apart), whether CPU autocast was on and
+    the dtype its layers computed in; returns the loss in that dtype, as a loss computed under
+    autocast may be (bf16), for the loop to make it float32."""
 
     def __init__(self):
         super().__init__()
         self.seen: list[tuple[bool, torch.dtype]] = []
+        self.seen_eval: list[tuple[bool, torch.dtype]] = []
 
     def forward(self, batch):
         out = super().forward(batch)
-        if self.training:
-            self.seen.append((torch.is_autocast_enabled("cpu"), self.head(self.body(batch["x"])).dtype))
+        dtype = self.head(self.body(batch["x"])).dtype
+        (self.seen if self.training else self.seen_eval).append((torch.is_autocast_enabled("cpu"), dtype))
+        out.loss = out.loss.to(dtype)
         return out
 
 
@@ -72,13 +75,12 @@ def test_cpu_training_steps_run_under_bf16_autocast_only_when_asked(tmp_path, mo
     trainer = Trainer(model, make_data(), collate, cfg, tmp_path, evaluate_fn=dev_loss, progress=False, run=run)
     result = trainer.train()
     assert model.seen and all(s == (autocast, torch.bfloat16 if autocast else torch.float32) for s in model.seen)
+    # evaluation (dev_loss, called by the loop) ran outside autocast, in float32
+    assert model.seen_eval and all(s == (False, torch.float32) for s in model.seen_eval)
     assert run.tags["precision"] == mode
     assert trainer.precision == mode
-    # the loss the loop saw is a float, finite, and training still learned
-    assert all(isinstance(x, float) for x in trainer.step_losses)
+    # training still learned, with the bf16 loss made float32 for the backward pass and the checks
     assert result.last_metrics["mse"] < dev_loss(TinyRegressor())["mse"]
-    # evaluation is outside autocast: dev_loss ran in float32
-    assert not torch.is_autocast_enabled("cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path")
@@ -96,6 +98,7 @@ def test_a_cpu_without_bf16_instructions_is_told_once(tmp_path, monkeypatch, cap
     assert trainer.precision == "no" and run.tags["precision"] == "no"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path")
 def test_accelerators_of_different_precisions_follow_one_another_in_one_process():
     """A suite's cells run in one process; Accelerate keeps the precision process-wide and refused
     a second one before the trainer reset it."""
@@ -103,3 +106,24 @@ def test_accelerators_of_different_precisions_follow_one_another_in_one_process(
     assert first.mixed_precision == "bf16"
     second = _accelerator("no", 1, cpu=True)
     assert second.mixed_precision == "no"
+
+
+def test_similarities_stay_float32_inside_a_bf16_step():
+    """Autocast runs every matrix product in bf16 whatever its inputs; the retrievers' cosine
+    similarities, their soft neighbours and TKRE's InfoNCE are computed in float32 inside it."""
+    from relforge.retrieval import gather_neighbours, mean_cosine_similarity
+    from relforge_tkre.objectives import span_infonce
+
+    g = torch.Generator().manual_seed(0)
+    q, m = torch.randn(4, 3, 64, generator=g), torch.randn(50, 3, 64, generator=g)
+    w = torch.softmax(torch.randn(4, 2, 50, generator=g), -1)
+    a, p, n = torch.randn(4, 64, generator=g), torch.randn(4, 2, 64, generator=g), torch.randn(4, 5, 64, generator=g)
+    pm, nm = torch.ones(4, 2, dtype=torch.bool), torch.ones(4, 5, dtype=torch.bool)
+    full = (mean_cosine_similarity(q, m), gather_neighbours(w, m, soft=True), span_infonce(a, p, pm, n, nm, 0.1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = (mean_cosine_similarity(q, m), gather_neighbours(w, m, soft=True), span_infonce(a, p, pm, n, nm, 0.1))
+        plain_bf16 = q.reshape(4, -1) @ m.reshape(50, -1).T  # what autocast does to a bare product
+    assert plain_bf16.dtype == torch.bfloat16
+    for f, i in zip(full, inside):
+        assert i.dtype == torch.float32
+        torch.testing.assert_close(i, f, rtol=1e-5, atol=1e-5)

@@ -58,8 +58,12 @@ def write_state(folder: Path, state: dict) -> None:
     """Write the loop's state into ``folder``, replacing any earlier one atomically."""
     path = Path(folder) / STATE_FILE
     tmp = path.with_name(f".{STATE_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(state, indent=2, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:

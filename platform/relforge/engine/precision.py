@@ -10,12 +10,16 @@ precision.
 
 Only the training steps (fine-tuning and the pretraining stages) run under
 autocast; evaluation and prediction rank in full precision, so a model's
-scores do not depend on this setting beyond what training learned. Where the
+scores do not depend on this setting beyond what training learned. Inside a
+step, similarities divided by a temperature (the retrievers' cosine
+similarities and soft neighbours, TKRE's InfoNCE) and ETRAG's memory cache are
+computed in float32 (:func:`full_precision`). Where the
 precision used differs from the one asked for, or bf16 is emulated, the run
 says so once and records what it used (the run's ``precision`` tag).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 from pathlib import Path
@@ -54,7 +58,11 @@ def resolve(requested: str, *, cuda: bool | None = None, cuda_bf16: bool | None 
     if cuda is None:
         cuda = torch.cuda.is_available()
     if cuda and cuda_bf16 is None:
-        cuda_bf16 = torch.cuda.is_bf16_supported()
+        # natively: torch counts emulated bf16 (V100, T4) as supported unless told not to
+        try:
+            cuda_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # a torch without the argument
+            cuda_bf16 = torch.cuda.is_bf16_supported()
     if cpu_native is None and not cuda:
         cpu_native = cpu_bf16_native()
     if requested == "no":
@@ -75,3 +83,18 @@ def resolve(requested: str, *, cuda: bool | None = None, cuda_bf16: bool | None 
         return "bf16", ("train.mixed_precision=bf16: this CPU has no bf16 instructions (avx512_bf16, amx_bf16), "
                         "so bf16 is emulated and usually slower than full precision; auto or no avoid it")
     return "bf16", None
+
+
+def full_precision(like) -> contextlib.AbstractContextManager:
+    """A block computed in float32 inside an enclosing autocast (a bf16
+    training step): autocast runs every matrix product in bf16 whatever its
+    inputs' dtype, and bf16's 8-bit mantissa rounds cosine similarities near 1
+    to about 0.004, which a small temperature turns into reordered neighbours
+    or a different contrastive loss. ``like``: a tensor or device whose kind
+    (cpu, cuda, ...) the block is for; inputs should be made float32 inside."""
+    import torch
+
+    kind = like.device.type if isinstance(like, torch.Tensor) else torch.device(like).type
+    if kind not in ("cpu", "cuda", "xpu", "mps", "hpu"):
+        return contextlib.nullcontext()
+    return torch.autocast(kind, enabled=False)

@@ -393,6 +393,26 @@ def test_pool_without_gradients_reads_the_cache_and_trains_through_the_queries(b
         model.train_steps = 0
 
 
+def test_a_cache_refreshed_inside_a_bf16_step_is_full_precision(built):
+    """With ``pool_gradients: false`` the memory is re-encoded inside a training step, which a
+    bf16 run computes under autocast: the cache (what evaluation retrieves from and the saved model
+    keeps) is still encoded in float32, equal to one refreshed outside it."""
+    model, data = built
+    model.features(data.splits["train"], training=True)
+    old = model.settings
+    model.settings = old.model_copy(update={"pool_gradients": False, "refresh_every": 3})
+    try:
+        model.refresh_memory()
+        outside = model.memory_cache.clone()
+        model.memory_cache = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.ensure_cache(for_training=True)
+        assert model.memory_cache.dtype == torch.float32
+        torch.testing.assert_close(model.memory_cache, outside, rtol=1e-5, atol=1e-5)
+    finally:
+        model.settings = old
+
+
 def test_pool_with_gradients_encodes_the_pool_every_step(built, monkeypatch):
     model, data = built
     feats = model.features(data.splits["train"], training=True)
