@@ -59,8 +59,9 @@ def time_steps(built: dict, *, rounds: int, steps: int, batch: int,
                bf16: set[str] | frozenset[str] = frozenset()) -> dict[str, list[float]]:
     """Seconds of full optimizer steps (forward, backward, AdamW) of each case in ``built`` (name ->
     ``build_for_training``'s triple), every case on the same batches, interleaved round by round so
-    the cases' times are side by side on a noisy machine (the order reversed every other round). The cases named in ``bf16`` run their
-    forward under CPU bf16 autocast, as the trainer does with ``train.mixed_precision: bf16``."""
+    the cases' times are side by side on a noisy machine (the order reversed every other round). The
+    cases named in ``bf16`` run their forward under CPU bf16 autocast, as the trainer does with
+    ``train.mixed_precision: bf16``."""
     import time
 
     import torch

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from relforge.components import COMPONENT_SECTIONS, LIST_SECTIONS, ComponentKind, ModelSettings
+from relforge.engine.precision import Mode as PrecisionMode
 from relforge.validation import ConfigError, format_validation_error, validate_settings
 
 __all__ = ["ConfigError", "format_validation_error", "validate_settings", "load_config", "validate_config",
@@ -102,7 +103,7 @@ class TrainConfig(_Strict):
     max_grad_norm: float | None = Field(1.0, gt=0)
     #: autocast for the training steps: no, bf16 (GPU, or a CPU with bf16 instructions), fp16 (GPU), auto
     #: (bf16 where the device has it natively, else no); evaluation stays in full precision (engine/precision.py)
-    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
+    mixed_precision: PrecisionMode = "no"
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
     #: evaluate on dev every epoch, or every N optimizer steps
     eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"

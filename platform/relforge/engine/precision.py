@@ -23,8 +23,11 @@ import contextlib
 import functools
 import platform
 from pathlib import Path
+from typing import Literal, get_args
 
-MODES = ("no", "bf16", "fp16", "auto")
+#: the values of ``train.mixed_precision`` (the configuration's type)
+Mode = Literal["no", "bf16", "fp16", "auto"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 @functools.lru_cache(maxsize=None)

@@ -133,7 +133,7 @@ class Trainer:
         if note is not None and note not in _SAID:
             _SAID.add(note)
             self.accelerator.print(note)
-        if run is not None and hasattr(run, "set_tags"):
+        if run is not None:
             run.set_tags({"precision": mp})
         set_seed(seed)
         self.sampler = EpochSeededSampler(len(train_data), seed)

@@ -71,6 +71,9 @@ def test_trainer_logs_the_models_diagnostics(tiny_t5_dir, tiny_bert_dir, tmp_pat
         def log_metrics(self, metrics, step):
             logged.append((step, dict(metrics)))
 
+        def set_tags(self, tags):
+            pass
+
     feats = model.features(data.splits["train"], training=True)
     settings = TrainConfig(epochs=1, batch_size=8, log_every=1, max_steps=2)
     Trainer(model, feats, model.collate, settings, tmp_path, run=Run(), progress=False).train(resume=False)

@@ -27,12 +27,16 @@ class FakeRun:
         self.metrics = {}
         self.artifacts = []
         self.state = {}
+        self.tags = {}
 
     def log_metrics(self, metrics, step=None):
         self.metrics.update(metrics)
 
     def log_artifact(self, path, artifact_path=None):
         self.artifacts.append(path)
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
 
 
 def setup(backbone, *overrides):
