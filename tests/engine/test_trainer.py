@@ -35,7 +35,8 @@ def test_loss_falls_and_best_is_selected(tmp_path):
     assert result.last_metrics["mse"] < before / 2
     assert result.state.best_metric == min(h["mse"] for h in result.state.history)
     assert (tmp_path / "best" / "w.pt").exists()
-    assert (tmp_path / "checkpoint" / "model.safetensors").exists()
+    # the model is kept in best/: the finished checkpoint is the loop's state alone
+    assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["trainer_state.json"]
     state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())
     assert state["finished"] and state["global_step"] == 24
 
@@ -71,6 +72,68 @@ def test_the_finished_state_does_not_write_the_weights_twice(tmp_path, save_ever
     resumed = again.train()
     assert resumed.state.finished and resumed.state.global_step == 24 and not again.step_losses
     assert resumed.state.best_metric == result.state.best_metric
+
+
+def _save_weights(m, d):
+    torch.save(m.state_dict(), d / "w.pt")
+
+
+@pytest.mark.parametrize("save_every, full_saves", [("epoch", [8, 16]), (5, [5, 10, 15, 20])])
+def test_a_run_that_keeps_its_model_in_best_does_not_save_its_last_weights_into_the_checkpoint(
+        tmp_path, save_every, full_saves):
+    """With a best/ model (save_best_fn), nothing reads a finished checkpoint's weights again: the save
+    at the end of the last epoch is not made, and finishing swaps in the loop's state alone (the earlier
+    checkpoint's weights and optimizer go with it). A resumed finished run returns best/."""
+    cfg = settings(save_every=save_every)
+    trainer = Trainer(TinyRegressor(), make_data(), collate, cfg, tmp_path, evaluate_fn=dev_loss, progress=False,
+                      save_best_fn=_save_weights)
+    saves = _counting_saves(trainer)
+    result = trainer.train()
+    assert saves == full_saves
+    assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["trainer_state.json"]
+    assert result.best_dir == tmp_path / "best" and (tmp_path / "best" / "w.pt").exists()
+    again = Trainer(TinyRegressor(), make_data(), collate, cfg, tmp_path, evaluate_fn=dev_loss, progress=False,
+                    save_best_fn=_save_weights)
+    resumed = again.train()
+    assert resumed.state.finished and resumed.state.global_step == 24 and not again.step_losses
+    assert resumed.best_dir == tmp_path / "best" and resumed.state.best_metric == result.state.best_metric
+
+
+def test_a_finished_run_whose_best_model_is_missing_is_refused_with_the_way_out(tmp_path):
+    import shutil
+
+    from relforge.validation import InputError
+
+    Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss, progress=False,
+            save_best_fn=_save_weights).train()
+    shutil.rmtree(tmp_path / "best")
+    again = Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss,
+                    progress=False, save_best_fn=_save_weights)
+    with pytest.raises(InputError, match=r"checkpoint: the run has finished and kept its model in .*best, which "
+                                         r"is missing; train it again with --no-resume"):
+        again.train()
+
+
+def test_without_dev_evaluation_the_final_model_is_kept_before_the_run_is_marked_finished(tmp_path):
+    """best/ then holds the final weights, and is written before the finished state (a resumed finished run
+    reads best/); a best/ that an earlier attempt left in the folder is replaced."""
+    (tmp_path / "best").mkdir()
+    torch.save({"stale": torch.zeros(1)}, tmp_path / "best" / "w.pt")
+    order = []
+    trainer = Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, progress=False,
+                      save_best_fn=lambda m, d: (order.append("best"), _save_weights(m, d)))
+    finished = trainer._save_finished_state
+
+    def save_finished():
+        order.append("finished")
+        finished()
+
+    trainer._save_finished_state = save_finished
+    result = trainer.train()
+    assert order == ["best", "finished"] and result.best_dir == tmp_path / "best"
+    saved = torch.load(tmp_path / "best" / "w.pt")
+    final = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in final)
 
 
 class Interrupt(Exception):

@@ -50,6 +50,12 @@ def find_checkpoint(final: Path) -> Path | None:
     return None
 
 
+def is_state_only(folder: Path) -> bool:
+    """Whether the checkpoint ``folder`` holds the loop's state and nothing
+    else (a finished run whose model is kept in ``best/``)."""
+    return all(p.name == STATE_FILE for p in Path(folder).iterdir())
+
+
 def read_state(folder: Path) -> dict:
     return json.loads((Path(folder) / STATE_FILE).read_text(encoding="utf-8"))
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from relforge.components import ReportsDiagnostics
 from relforge.config import TrainConfig
 from relforge.engine.checkpoint import (
-    find_checkpoint, read_state, share_files, swap_in, write_atomically, write_state,
+    find_checkpoint, is_state_only, read_state, share_files, swap_in, write_atomically, write_state,
 )
 from relforge.engine.precision import resolve as resolve_precision
 
@@ -234,20 +234,43 @@ class Trainer:
             write_state(self.checkpoint_dir, asdict(self.state))
         acc.wait_for_everyone()
 
+    @property
+    def _keeps_best(self) -> bool:
+        """Whether the run's model is kept in ``best/`` (``save_best_fn``):
+        then a finished run's checkpoint holds only the loop's state, since
+        nothing reads its weights or optimizer again (a resumed finished run
+        returns ``best/``), and the last save before finishing is not made."""
+        return self.save_best_fn is not None
+
+    def _save_finished_state(self) -> None:
+        """Swap in a checkpoint of the finished loop's state alone (the
+        earlier checkpoint's weights and optimizer are removed with it)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            write_atomically(self.checkpoint_dir, lambda d: write_state(d, asdict(self.state)))
+        acc.wait_for_everyone()
+
     def load_checkpoint(self) -> bool:
+        from relforge.validation import InputError
+
         folder = find_checkpoint(self.checkpoint_dir)
         if folder is None:
             return False
         try:
-            self.accelerator.load_state(str(folder))
-            data = read_state(folder)
-            self.state = TrainerState(**data)
+            state = TrainerState(**read_state(folder))
+            if not (state.finished and is_state_only(folder)):
+                self.accelerator.load_state(str(folder))
         except Exception as exc:  # noqa: BLE001 - any damage: one message naming the folder and the way out
-            from relforge.validation import InputError
-
             raise InputError(f"{folder}: the checkpoint is damaged and cannot be resumed ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]}); start afresh with --no-resume (the checkpoint "
                              f"is replaced), or use another --output-dir") from exc
+        self.state = state
+        if is_state_only(folder):  # a finished run that kept its model in best/ (_save_finished_state)
+            if self.save_best_fn is None or not self.best_dir.exists():
+                raise InputError(f"{folder}: the run has finished and kept its model in {self.best_dir}, which "
+                                 f"is missing; train it again with --no-resume, or use another --output-dir")
+            return True
         self._check_random_states(folder)
         return True
 
@@ -318,7 +341,10 @@ class Trainer:
                     if isinstance(s.eval_every, int) and self.state.global_step % s.eval_every == 0:
                         self._evaluate()
                         stop = self._should_stop()
-                    if isinstance(s.save_every, int) and self.state.global_step % s.save_every == 0:
+                    last = stop or self._done() or (self.state.epoch == num_epochs - 1
+                                                    and self.state.batches_in_epoch >= len(self.loader))
+                    if isinstance(s.save_every, int) and self.state.global_step % s.save_every == 0 and not (
+                            last and self._keeps_best):
                         self.save_checkpoint()
                     if stop or self._done():
                         break
@@ -331,7 +357,8 @@ class Trainer:
                     if s.eval_every == "epoch":
                         self._evaluate()
                         stop = self._should_stop()
-                    if s.save_every == "epoch":
+                    last = stop or self._done() or self.state.epoch >= num_epochs
+                    if s.save_every == "epoch" and not (last and self._keeps_best):
                         self.save_checkpoint()
                 if stop:
                     break
@@ -339,8 +366,17 @@ class Trainer:
                 self._log_window(running, self.state.global_step - logged_step)
             if self.evaluate_fn is not None and self._last_eval_step != self.state.global_step:
                 self._evaluate()
+            if self._keeps_best and (self.state.best_step is None or not self.best_dir.exists()) \
+                    and acc.is_main_process:
+                # no dev evaluation selected a model (there was none): the final model is the run's, kept
+                # before the finished state is written, since a resumed finished run reads it from best/
+                # (a best/ left by an earlier attempt in the folder is replaced)
+                write_atomically(self.best_dir, lambda d: self.save_best_fn(acc.unwrap_model(self.model), d))
+            acc.wait_for_everyone()
             self.state.finished = True
-            if self._saved_step == self.state.global_step and find_checkpoint(self.checkpoint_dir) == \
+            if self._keeps_best:
+                self._save_finished_state()
+            elif self._saved_step == self.state.global_step and find_checkpoint(self.checkpoint_dir) == \
                     self.checkpoint_dir:
                 # the weights, optimizer and scheduler were saved at this very step (the last epoch's
                 # checkpoint): the finished state is all that changed, and all a finished run reads back
@@ -349,12 +385,7 @@ class Trainer:
                 self.save_checkpoint()
         finally:
             bar.close()
-        best = self.best_dir if self.best_dir.exists() else None
-        if best is None and self.save_best_fn is not None:
-            if acc.is_main_process:  # no dev evaluation: keep the final model
-                write_atomically(self.best_dir, lambda d: self.save_best_fn(acc.unwrap_model(self.model), d))
-            best = self.best_dir
-        acc.wait_for_everyone()
+        best = self.best_dir if self._keeps_best else None
         return TrainResult(self.state, best, dict(self._last_eval), stop)
 
     def _step(self, batch: Any) -> float:
