@@ -52,6 +52,10 @@ def test_the_run_logs_a_loadable_pyfunc_model(logged, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     names = {f.path for f in MlflowClient(uri).list_artifacts(run_id, "model")}
     assert {"model/MLmodel", "model/artifacts"} <= names, names
+    # in a local store the logged weights are the model folder's files (hard links), not a second copy
+    art = Path(MlflowClient(uri).get_run(run_id).info.artifact_uri.removeprefix("file://")) / "model" / "artifacts"
+    weights = next(art.iterdir()) / "model.safetensors"
+    assert os.path.samefile(weights, Path(model_dir) / "model.safetensors")
     loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     expected = Extractor.from_pretrained(model_dir, device="cpu").predict([PAIR, MENTIONS])
     assert loaded.predict([PAIR, MENTIONS]) == expected
@@ -111,3 +115,54 @@ def test_saving_the_pyfunc_model_prints_none_of_mlflows_nags(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "type hints" not in res.stderr and "CloudPickle" not in res.stderr, res.stderr
     assert "Downloading artifacts" not in res.stderr and (tmp_path / "model" / "MLmodel").is_file()
+
+
+def _model_folder(root: Path) -> Path:
+    folder = root / "best"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(os.urandom(2 << 20))
+    (folder / "sub" / "extra.bin").write_bytes(os.urandom(3 << 20))
+    (folder / "config.json").write_text('{"a": 1}')
+    return folder
+
+
+def test_the_logged_models_weights_are_links_to_the_model_folders_and_its_small_files_copies(tmp_path):
+    from mlflow.models import Model
+
+    from relforge.tracking import pyfunc
+
+    folder = _model_folder(tmp_path)
+    pyfunc.save_pyfunc(folder, tmp_path / "model")
+    conf = Model.load(str(tmp_path / "model" / "MLmodel"))
+    artifact = conf.flavors["python_function"]["artifacts"]["model"]
+    saved = tmp_path / "model" / artifact["path"]
+    for rel in ("model.safetensors", "sub/extra.bin"):
+        assert os.path.samefile(saved / rel, folder / rel)
+    assert not os.path.samefile(saved / "config.json", folder / "config.json")
+    assert (saved / "config.json").read_text() == '{"a": 1}'
+    assert sorted(str(p.relative_to(saved)) for p in saved.rglob("*")) == sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*"))
+    # the MLmodel names the model folder and the whole model's size, as when MLflow copies everything
+    assert artifact["uri"] == str(folder)
+    import mlflow.pyfunc
+
+    copied = tmp_path / "copied"  # what MLflow writes copying the whole folder
+    mlflow.pyfunc.save_model(path=str(copied), python_model=pyfunc.RelForgePyfunc(), artifacts={"model": str(folder)},
+                             pip_requirements=["torch"])
+    assert conf.model_size_bytes == Model.load(str(copied / "MLmodel")).model_size_bytes > (5 << 20)
+
+
+def test_where_no_link_can_be_made_the_weights_are_copied(tmp_path, monkeypatch):
+    import errno
+
+    from relforge.tracking import pyfunc
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(pyfunc.os, "link", no_link)
+    folder = _model_folder(tmp_path)
+    pyfunc.save_pyfunc(folder, tmp_path / "model")
+    saved = next((tmp_path / "model" / "artifacts").iterdir())
+    assert not os.path.samefile(saved / "model.safetensors", folder / "model.safetensors")
+    assert (saved / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()

@@ -203,11 +203,26 @@ def on_model(run, folder):
         return
     import tempfile
 
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from relforge.engine.checkpoint import write_atomically
     from relforge.tracking.pyfunc import save_pyfunc
 
+    client, run_id = _client(run), run.state[NAME]["run_id"]
+    repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
+    if isinstance(repo, LocalArtifactRepository):
+        # written in place (atomically, replacing a model logged by an earlier attempt), so that the
+        # weights are hard links to the model folder's (save_pyfunc) instead of a second copy
+        def write(tmp: Path) -> None:
+            tmp.rmdir()  # MLflow writes a model into a folder that does not exist yet
+            save_pyfunc(Path(folder), tmp)
+
+        write_atomically(Path(repo.artifact_dir) / "model", write)
+        return
     with tempfile.TemporaryDirectory(prefix="relforge-pyfunc-") as tmp:
         save_pyfunc(Path(folder), Path(tmp) / "model")
-        _client(run).log_artifacts(run.state[NAME]["run_id"], str(Path(tmp) / "model"), "model")
+        client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
 
 
 @hookimpl

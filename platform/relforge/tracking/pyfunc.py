@@ -86,22 +86,64 @@ with warnings.catch_warnings():
             return self.extractor.predict(input_records(model_input), batch_size=batch_size)
 
 
+#: files of a model folder above this size (its weights) are linked into the MLflow model, not copied
+LINK_ABOVE = 1 << 20
+
+
 def save_pyfunc(folder: Path, path: Path) -> None:
     """Write the MLflow model of the model folder ``folder`` to ``path`` (a
-    new folder): the MLmodel file, the wrapper and a copy of the folder."""
-    import importlib.metadata as md
+    new folder): the MLmodel file, the wrapper and the folder's files.
 
+    MLflow copies the folder's small files; its weights (files over
+    :data:`LINK_ABOVE`) are hard links to ``folder``'s where both are on one
+    file system, copies elsewhere: a run's model is not written to disk
+    twice (the quickstart wrote ~1.7 GB of such copies). A model folder's files
+    are never changed in place (a newly selected model is a new folder,
+    swapped in), so a link stays the logged model's bytes; deleting the run
+    folder or the MLflow run leaves the other one's files whole. The MLmodel
+    names ``folder`` as the artifact's source and counts the whole model's
+    size, as a copy would."""
+    import importlib.metadata as md
+    import shutil
+    import tempfile
+
+    from mlflow.models import Model
+
+    folder, path = Path(folder), Path(path)
     reqs = []
     for dist in ("torch", "transformers", "mlflow", "relforge"):
         try:
             reqs.append(f"{dist}=={md.version(dist)}")
         except md.PackageNotFoundError:
             pass
-    with warnings.catch_warnings(), quiet_mlflow():
-        for nag in _NAGS:
-            warnings.filterwarnings("ignore", message=nag)
-        mlflow.pyfunc.save_model(path=str(path), python_model=RelForgePyfunc(), artifacts={"model": str(folder)},
-                                 pip_requirements=reqs)
+    big = {p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_size > LINK_ABOVE}
+    with tempfile.TemporaryDirectory(prefix="relforge-pyfunc-") as tmp:
+        stage = Path(tmp) / folder.name  # the folder without its weights, under the folder's own name
+        shutil.copytree(folder, stage, ignore=lambda d, names: [n for n in names if Path(d) / n in big])
+        with warnings.catch_warnings(), quiet_mlflow():
+            for nag in _NAGS:
+                warnings.filterwarnings("ignore", message=nag)
+            mlflow.pyfunc.save_model(path=str(path), python_model=RelForgePyfunc(), artifacts={"model": str(stage)},
+                                     pip_requirements=reqs)
+    conf = Model.load(str(path / "MLmodel"))
+    artifact = conf.flavors["python_function"]["artifacts"]["model"]
+    for src in sorted(big):
+        link_or_copy(src, path / artifact["path"] / src.relative_to(folder))
+    artifact["uri"] = str(folder)
+    conf.model_size_bytes = (conf.model_size_bytes or 0) + sum(p.stat().st_size for p in big)
+    conf.save(str(path / "MLmodel"))
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Hard-link ``src`` at ``dest``, or copy it where a link cannot be made
+    (another file system, a file system without hard links)."""
+    import shutil
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
 
 
 @contextlib.contextmanager
