@@ -105,8 +105,9 @@ class TrainConfig(_Strict):
     #: (bf16 where the device has it natively, else no); evaluation stays in full precision (engine/precision.py)
     mixed_precision: PrecisionMode = "no"
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
-    #: evaluate on dev every epoch, or every N optimizer steps
-    eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
+    #: evaluate on dev every epoch, every N optimizer steps, or once at the end ("end": the final model is
+    #: the selected one; no early stopping)
+    eval_every: Literal["epoch", "end"] | Annotated[int, Field(gt=0)] = "epoch"
     #: write the resumable checkpoint every epoch, or every N optimizer steps
     save_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
     early_stopping_patience: int | None = Field(None, gt=0)
@@ -130,6 +131,13 @@ class TrainConfig(_Strict):
         # YAML reads an unquoted `no` (`train.mixed_precision=no`) as false
         return "no" if v is False else v
 
+    @model_validator(mode="after")
+    def _stopping_needs_evaluations(self):
+        if self.eval_every == "end" and self.early_stopping_patience is not None:
+            raise ValueError("train.early_stopping_patience counts dev evaluations during training: it needs "
+                             "train.eval_every: epoch or a number of steps, not end")
+        return self
+
 
 class TrackingConfig(_Strict):
     #: tracker plugins to notify ("mlflow"); empty: none
@@ -138,7 +146,8 @@ class TrackingConfig(_Strict):
     tracking_uri: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     #: log the selected model as an MLflow model (pyfunc flavor, ``runs:/<id>/model``) that
-    #: ``mlflow models serve`` can serve; false saves the artifact store a copy of every model
+    #: ``mlflow models serve`` can serve; its weights are hard links to the run's model in a local store on
+    #: the same file system, copies elsewhere (false: none)
     log_model: bool = True
 
 

@@ -136,6 +136,24 @@ def test_without_dev_evaluation_the_final_model_is_kept_before_the_run_is_marked
     assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in final)
 
 
+def test_eval_every_end_evaluates_dev_once_on_the_final_model(tmp_path):
+    calls = []
+
+    def counted(model):
+        calls.append(1)
+        return dev_loss(model)
+
+    trainer = Trainer(TinyRegressor(), make_data(), collate, settings(eval_every="end"), tmp_path,
+                      evaluate_fn=counted, progress=False, save_best_fn=_save_weights)
+    result = trainer.train()
+    assert len(calls) == 1 and [h["step"] for h in result.state.history] == [24] and result.state.best_step == 24
+    saved = torch.load(tmp_path / "best" / "w.pt")
+    final = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+    assert all(torch.equal(saved[k], final[k]) for k in final)
+    with pytest.raises(ValueError, match="early_stopping_patience counts dev evaluations"):
+        settings(eval_every="end", early_stopping_patience=2)
+
+
 class Interrupt(Exception):
     pass
 

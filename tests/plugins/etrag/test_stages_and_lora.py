@@ -79,3 +79,28 @@ def test_lora_refuses_a_warm_started_generator(tiny_bert_dir):
     with pytest.raises(ValueError, match="warm-started as an encoder-decoder"):
         build_model(cfg, labels=data.labels, label_words={lab: data.verbalizer.words[lab] for lab in data.labels},
                     no_relation=data.no_relation, registry=reg)
+
+
+def test_test_scoring_uses_the_selected_model_in_memory_and_predicts_what_the_saved_one_does(
+        tiny_t5_dir, tiny_bert_dir, tmp_path, monkeypatch):
+    """The final model is the selected one (eval_every: end): test is scored with the model in memory (its
+    encoded memory still valid), and the saved model, loaded, ranks test the same to five decimals."""
+    import json
+
+    import relforge.engine.build as build
+    import relforge.engine.pipeline as pipeline
+
+    loads = []
+    real = build.load_saved
+    monkeypatch.setattr(build, "load_saved", lambda *a, **k: (loads.append(a), real(*a, **k))[1])
+    resolved = _resolved(tiny_t5_dir, tiny_bert_dir, "train.max_steps=2", "train.batch_size=4",
+                         "train.eval_every=end", "pretraining.0.steps=1", f"output_dir={tmp_path}")
+    out = pipeline.train_run(resolved, progress=False)
+    assert loads == [] and "micro_f1" in out.test_metrics
+    logged = [json.loads(line) for line in (out.output_dir / "predictions-test.jsonl").read_text().splitlines()]
+    saved, _, _ = real(out.model_dir)
+    from relforge.data.loading import load_data
+
+    test = load_data(resolved.run.data).splits["test"]
+    again = saved.rank(test)
+    assert [{c.label: round(c.score, 5) for c in r[:5]} for r in again] == [r["scores"] for r in logged]
