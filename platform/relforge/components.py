@@ -374,7 +374,7 @@ class StageContext:
     ``--resume``, passed by the pipeline; off for a stage run by hand;
     :func:`relforge.engine.stage_training.train_stage` honours it);
     ``progress``: show the stage's progress; ``superseded``: the run resumes from a checkpoint of its own
-    fine-tuning, which already holds whatever the stages trained, so a stage
+    fine-tuning (or a finished run's ``best/``), which already holds whatever the stages trained, so a stage
     that only changes weights need not train again (``train_stage`` skips;
     a stage that adds examples must still return them)."""
 

@@ -251,6 +251,9 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         #: the last training step's retrieval (weights, pool rows, query gold labels), for analysis
         self.last_retrieval: dict[str, Any] | None = None
         self._oracle_gen = torch.Generator().manual_seed(settings.pool_seed + 1)
+        #: inference's oracle draws: re-seeded at every rank(), so a ranking depends on the weights and the
+        #: examples only (a trained model in memory and the same model loaded rank alike)
+        self._oracle_eval_gen = torch.Generator().manual_seed(settings.pool_seed + 2)
         self._label_rows: dict[str, torch.Tensor] | None = None
         #: queries for which an oracle found no memory item with their gold label (random ones were used)
         self.oracle_fallbacks = 0
@@ -528,6 +531,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         was_training = self.training
         self.eval()
         self.check_labels(labels)
+        self._oracle_eval_gen.manual_seed(self.settings.pool_seed + 2)
         dev = model_device(self.backbone)
         rankings: list[list[ScoredCandidate]] = []
         before, self._quiet_truncation = self.truncated_total, True  # said once below, not per batch
@@ -559,7 +563,8 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
             self._label_rows = {lab: torch.tensor(rows, dtype=torch.long) for lab, rows in by.items()}
         return self._label_rows
 
-    def oracle_rows(self, rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+    def oracle_rows(self, rows: Sequence[Mapping[str, Any]], generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
         """(B, k) memory rows an oracle probe gives each query: items with one
         of its gold labels ("gold"; "gold-one": one such item k times) or any items ("random"), never of its own
         training example; drawn without replacement where there are k or more,
@@ -568,6 +573,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
         k, n = self.settings.k, len(self.memory_items)
         if n == 0:
             raise ValueError("the ETRAG memory is empty: features(train_examples, training=True) builds it")
+        gen = generator or self._oracle_gen
         example = self._memory_example()
         out = []
         for r in rows:
@@ -584,11 +590,11 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
                 cand = torch.arange(n)
                 cand = cand[example != own] if own >= 0 else cand
             if self.settings.oracle == "gold-one":
-                pick = cand[torch.randint(len(cand), (1,), generator=self._oracle_gen)].repeat(k)
+                pick = cand[torch.randint(len(cand), (1,), generator=gen)].repeat(k)
             elif len(cand) >= k:
-                pick = cand[torch.randperm(len(cand), generator=self._oracle_gen)[:k]]
+                pick = cand[torch.randperm(len(cand), generator=gen)[:k]]
             else:
-                pick = cand[torch.randint(len(cand), (k,), generator=self._oracle_gen)]
+                pick = cand[torch.randint(len(cand), (k,), generator=gen)]
             out.append(pick)
         return torch.stack(out)
 
@@ -605,7 +611,7 @@ class ETRAGModel(GenerativeREModel, HasRetriever, ReportsDiagnostics):
                               (len(prefix), len(prefix) + len(r["target"]))])
             own = self.span_encoder(texts, spans)
             return own[:, None].expand(-1, k, -1, -1)
-        picked = self.oracle_rows(rows)
+        picked = self.oracle_rows(rows, None if training else self._oracle_eval_gen)
         if training:
             vecs = self.encode_memory(picked.reshape(-1).tolist())
         else:

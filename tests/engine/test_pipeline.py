@@ -83,6 +83,26 @@ def test_generative_baseline_trains_evaluates_logs_and_round_trips(tiny_t5_dir, 
         Extractor.from_pretrained(out.model_dir, device="cpu", runtime="onnx")
 
 
+def test_a_model_selected_before_the_last_step_is_loaded_from_best_for_test(tiny_t5_dir, tmp_path, store,
+                                                                            monkeypatch):
+    """The selected model is not the one in memory (a dev metric that never improves after the first
+    evaluation selects epoch 1 of 2): test scores the saved best/, and the run's predictions are its."""
+    import relforge.engine.build as build
+
+    loads = []
+    real = build.load_saved
+    monkeypatch.setattr(build, "load_saved", lambda *a, **k: (loads.append(a[0]), real(*a, **k))[1])
+    cfg = config("generative_ce", tiny_t5_dir, "train.epochs=2", "train.select_metric=multi_pairs")
+    out = train_run(cfg, output_dir=tmp_path / "run", progress=False)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["best_step"] < state["global_step"] and loads == [tmp_path / "run" / "best"]
+    saved = read_jsonl(tmp_path / "run" / "predictions-test.jsonl")
+    from relforge.data.loading import load_data
+
+    again = Extractor.from_pretrained(out.model_dir, device="cpu").predict(load_data(cfg.run.data).splits["test"])
+    assert [r["relations"] for r in again] == [r["prediction"] for r in saved]
+
+
 def test_threshold_tuned_on_dev_is_logged_saved_and_used_for_test(tiny_t5_dir, tmp_path, store):
     cfg = config("generative_ce", tiny_t5_dir, "train.epochs=2", "train.learning_rate=3e-3",
                  "decoder.name=relforge.exact", "decision.mode=threshold", "decision.threshold=0.9",

@@ -158,6 +158,27 @@ class Interrupt(Exception):
     pass
 
 
+def test_a_fresh_start_removes_the_earlier_attempts_checkpoint_before_training(tmp_path):
+    """resume=False (--no-resume): a crash before the new attempt's first save must not resume, or find
+    finished, the earlier attempt's run."""
+    Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss, progress=False,
+            save_best_fn=_save_weights).train()
+    assert json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["finished"]
+
+    def crash(state):
+        if state.global_step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss, progress=False,
+                save_best_fn=_save_weights, step_callback=crash).train(resume=False)
+    assert not (tmp_path / "checkpoint").exists()
+    again = Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss,
+                    progress=False, save_best_fn=_save_weights)
+    result = again.train()
+    assert len(again.step_losses) == 24 and result.state.finished
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     cfg = settings(save_every=5, eval_every=7)
     full = Trainer(TinyRegressor(), make_data(), collate, cfg, tmp_path / "a", evaluate_fn=dev_loss,

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from relforge.engine.extractor import Extractor
@@ -123,6 +124,7 @@ def _model_folder(root: Path) -> Path:
     (folder / "model.safetensors").write_bytes(os.urandom(2 << 20))
     (folder / "sub" / "extra.bin").write_bytes(os.urandom(3 << 20))
     (folder / "config.json").write_text('{"a": 1}')
+    (folder / "notes.json").write_text("x" * (2 << 20))  # large, but not a weight file: copied
     return folder
 
 
@@ -138,7 +140,8 @@ def test_the_logged_models_weights_are_links_to_the_model_folders_and_its_small_
     saved = tmp_path / "model" / artifact["path"]
     for rel in ("model.safetensors", "sub/extra.bin"):
         assert os.path.samefile(saved / rel, folder / rel)
-    assert not os.path.samefile(saved / "config.json", folder / "config.json")
+    for rel in ("config.json", "notes.json"):
+        assert not os.path.samefile(saved / rel, folder / rel)
     assert (saved / "config.json").read_text() == '{"a": 1}'
     assert sorted(str(p.relative_to(saved)) for p in saved.rglob("*")) == sorted(
         str(p.relative_to(folder)) for p in folder.rglob("*"))
@@ -166,3 +169,24 @@ def test_where_no_link_can_be_made_the_weights_are_copied(tmp_path, monkeypatch)
     saved = next((tmp_path / "model" / "artifacts").iterdir())
     assert not os.path.samefile(saved / "model.safetensors", folder / "model.safetensors")
     assert (saved / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+
+
+def test_saving_a_model_over_a_folder_with_linked_weights_leaves_the_logged_model_whole(logged, tmp_path):
+    """Extractor.save_pretrained into a run's best/ (relforge push --local RUN/best) first gives the files
+    that the logged MLflow model links to copies of their own."""
+    from relforge.engine.checkpoint import detach_links
+
+    root, uri, run_id, model_dir = logged
+    folder = tmp_path / "best"
+    shutil.copytree(model_dir, folder)
+    linked = tmp_path / "logged.safetensors"
+    os.link(folder / "model.safetensors", linked)
+    before = linked.read_bytes()
+    ex = Extractor.from_pretrained(folder, device="cpu")
+    with torch.no_grad():
+        for p in ex.model.parameters():
+            p.add_(1.0)  # a different model saved over the folder
+    ex.save_pretrained(folder)
+    assert linked.read_bytes() == before and (folder / "model.safetensors").read_bytes() != before
+    assert not os.path.samefile(linked, folder / "model.safetensors")
+    assert detach_links(folder) == 0  # nothing linked any more

@@ -85,6 +85,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def detach_links(folder: Path) -> int:
+    """Give every file under ``folder`` that has other hard links (a logged
+    MLflow model's weights link to a run's ``best/`` files) a copy of its
+    own, swapped in by rename, so writing into the folder cannot change the
+    other names' bytes. Returns the number of files detached."""
+    n = 0
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
+            tmp = path.with_name(f".{path.name}.detach-{os.getpid()}")
+            shutil.copy2(path, tmp)
+            os.replace(tmp, path)
+            n += 1
+    return n
+
+
 def share_files(folder: Path) -> None:
     """Give every file under ``folder`` the permissions of a file the user
     creates (0666 less the umask), like any checkpoint: some writers (the

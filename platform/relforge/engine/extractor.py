@@ -136,7 +136,7 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
     def _save_pretrained(self, save_directory: Path) -> None:
         """The model folder, its ``results.json`` and a model card
         (``README.md``), files readable like any checkpoint."""
-        from relforge.engine.checkpoint import share_files
+        from relforge.engine.checkpoint import detach_links, share_files
         from relforge.engine.hub import RESULTS_FILE
         from relforge.models.backbone import quiet_local_io
         from relforge.validation import InputError
@@ -149,6 +149,8 @@ class Extractor(ModelHubMixin, library_name="relforge", tags=["relation-extracti
                              "pushed: load it again without runtime onnx")
 
         keep = {k: self.meta[k] for k in ("config", "relforge_run_id", "plugins") if k in self.meta}
+        if Path(save_directory).is_dir():  # saving over a run's best/: its logged MLflow model keeps its bytes
+            detach_links(Path(save_directory))
         with quiet_local_io():
             self.model.save(Path(save_directory), keep)
         if self.results:

@@ -228,7 +228,8 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         train_settings = run_cfg.train.model_copy(update={"select_metric": select})
         from relforge.engine.checkpoint import find_checkpoint
 
-        # the run's own checkpoint holds the stages' weights: stages that only train are not run again
+        # the run's own checkpoint holds the stages' weights (a finished run's: best/ does): stages that only
+        # train are not run again
         superseded = resume and find_checkpoint(run.output_dir / "checkpoint") is not None
         model = run_pretraining(model, data, resolved, registry, run, resume=resume, superseded=superseded,
                                 progress=progress)
@@ -278,8 +279,10 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
             else:
                 best_model, _, _ = load_saved(best_dir, registry=registry)
                 best_model.to(next(model.parameters()).device)
-            test_metrics, logged = score_selected(best_model, best_dir, data, resolved, select, batch_size, run,
-                                                  result.state.global_step)
+            best_model.eval()
+            with torch.no_grad():
+                test_metrics, logged = score_selected(best_model, best_dir, data, resolved, select, batch_size,
+                                                      run, result.state.global_step)
         if dev_metrics:
             run.log_metrics({f"final_dev/{k}": v for k, v in dev_metrics.items()}, result.state.global_step)
         if best_dir is not None:
@@ -293,14 +296,16 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
 def drop_stage_checkpoints(run_dir: Path) -> None:
     """Once fine-tuning has finished, the pretraining stages' checkpoints
     (``pretraining-<i>/<stage>/checkpoint``, a whole model each) are not
-    needed to resume: the run's own checkpoint holds their result."""
+    needed to resume: the run's own checkpoint holds their result (a
+    finished run's selected model in ``best/`` does)."""
     import shutil
 
     gone = [c for c in sorted(Path(run_dir).glob(STAGE_CHECKPOINTS)) if c.is_dir()]
     for folder in gone:
         shutil.rmtree(folder, ignore_errors=True)
     if gone:
-        print(f"removed {len(gone)} pretraining-stage checkpoint(s): the run's own checkpoint supersedes them")
+        print(f"removed {len(gone)} pretraining-stage checkpoint(s): the run's own checkpoint (or its model in "
+              f"best/) supersedes them")
 
 
 def outcome_metrics(outcome: RunOutcome) -> dict[str, float]:

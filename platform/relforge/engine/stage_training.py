@@ -12,8 +12,9 @@ resumable checkpoint in the stage's own folder (``<run>/pretraining-<i>/
 <name>/checkpoint``): a run interrupted during a stage resumes it from the saved
 step, and a stage that finished is not run again when its run resumes. Once
 fine-tuning has finished, the pipeline removes the stages' checkpoints (the
-run's own checkpoint holds their result), and a run that resumes from its own
-checkpoint does not train its stages again (``StageContext.superseded``).
+run's own checkpoint holds their result, or, once the run has finished, its
+selected model in ``best/``), and a run that resumes from its own checkpoint
+does not train its stages again (``StageContext.superseded``).
 
 Randomness inside ``forward`` (masking, sampling negatives) should draw from
 the global generators (``torch``, ``random``): the checkpoint saves and
@@ -82,7 +83,8 @@ def superseded(context: StageContext, name: str) -> bool:
     holds what the stage trained): said once, for a stage to return early
     before any costly set-up."""
     if context.superseded and context.resume:
-        print(f"{name}: not trained again: the run resumes from its own checkpoint, which holds this stage's result")
+        print(f"{name}: not trained again: the run resumes from its own checkpoint, which holds this stage's result "
+              f"(or, once the run has finished, its model in best/)")
         return True
     return False
 

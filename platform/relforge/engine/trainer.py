@@ -11,7 +11,8 @@ Determinism and resume: the order of examples in epoch ``e`` is a permutation
 seeded by ``seed + e``; the resumable checkpoint (``checkpoint/``) holds the
 model (safetensors), optimizer, scheduler, RNG states and the loop's position,
 so a resumed run continues from the saved step and reaches the same result as
-an uninterrupted one.
+an uninterrupted one. A finished run whose model is kept in ``best/``
+(``save_best_fn``) keeps only the loop's state in ``checkpoint/``.
 """
 from __future__ import annotations
 
@@ -299,6 +300,12 @@ class Trainer:
         if resume and self.load_checkpoint():
             acc.print(f"resuming from {self.checkpoint_dir} at step {self.state.global_step} "
                       f"(epoch {self.state.epoch}, batch {self.state.batches_in_epoch})")
+        elif not resume and acc.is_main_process:
+            # afresh: an earlier attempt's checkpoint goes now, not at this run's first save (a crash before
+            # that would otherwise resume the earlier run, or find it finished)
+            for old in (self.checkpoint_dir, self.checkpoint_dir.with_name(f".{self.checkpoint_dir.name}.old")):
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
         if self.state.finished:
             return TrainResult(self.state, self.best_dir if self.best_dir.exists() else None, {}, False)
         num_epochs = math.ceil(s.epochs)
@@ -368,6 +375,9 @@ class Trainer:
                 self._evaluate()
             if self._keeps_best and (self.state.best_step is None or not self.best_dir.exists()) \
                     and acc.is_main_process:
+                if self.state.best_step is not None:
+                    acc.print(f"warning: {self.best_dir} (the model selected on dev at step {self.state.best_step}) "
+                              f"is missing: the final model (step {self.state.global_step}) is kept there instead")
                 # no dev evaluation selected a model (there was none): the final model is the run's, kept
                 # before the finished state is written, since a resumed finished run reads it from best/
                 # (a best/ left by an earlier attempt in the folder is replaced)

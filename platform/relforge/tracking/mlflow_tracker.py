@@ -201,6 +201,7 @@ def on_model(run, folder):
     ``tracking.log_model`` is false)."""
     if NAME not in run.state or not (run.config.get("tracking") or {}).get("log_model", True):
         return
+    import shutil
     import tempfile
 
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -216,7 +217,11 @@ def on_model(run, folder):
         # weights are hard links to the model folder's (save_pyfunc) instead of a second copy
         def write(tmp: Path) -> None:
             tmp.rmdir()  # MLflow writes a model into a folder that does not exist yet
-            save_pyfunc(Path(folder), tmp)
+            try:
+                save_pyfunc(Path(folder), tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder left among the run's artifacts
+                raise
 
         write_atomically(Path(repo.artifact_dir) / "model", write)
         return

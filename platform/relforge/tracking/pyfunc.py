@@ -86,7 +86,8 @@ with warnings.catch_warnings():
             return self.extractor.predict(input_records(model_input), batch_size=batch_size)
 
 
-#: files of a model folder above this size (its weights) are linked into the MLflow model, not copied
+#: a model folder's weight files (these suffixes, over 1 MiB) are linked into the MLflow model, not copied
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 LINK_ABOVE = 1 << 20
 
 
@@ -94,15 +95,17 @@ def save_pyfunc(folder: Path, path: Path) -> None:
     """Write the MLflow model of the model folder ``folder`` to ``path`` (a
     new folder): the MLmodel file, the wrapper and the folder's files.
 
-    MLflow copies the folder's small files; its weights (files over
-    :data:`LINK_ABOVE`) are hard links to ``folder``'s where both are on one
-    file system, copies elsewhere: a run's model is not written to disk
-    twice (the quickstart wrote ~1.7 GB of such copies). A model folder's files
-    are never changed in place (a newly selected model is a new folder,
-    swapped in), so a link stays the logged model's bytes; deleting the run
-    folder or the MLflow run leaves the other one's files whole. The MLmodel
-    names ``folder`` as the artifact's source and counts the whole model's
-    size, as a copy would."""
+    MLflow copies the folder's other files; its weight files
+    (:data:`WEIGHT_SUFFIXES`, over :data:`LINK_ABOVE`) are hard links to
+    ``folder``'s where both are on one file system, copies elsewhere: a run's
+    model is not written to disk twice (the quickstart wrote ~1.7 GB of such
+    copies). RelForge never rewrites a weight file in place: a newly selected
+    model is a new folder swapped in, and saving into an existing folder
+    (``Extractor.save_pretrained``) first gives its linked files copies of
+    their own (:func:`relforge.engine.checkpoint.detach_links`); so a link stays
+    the logged model's bytes, and deleting the run folder or the MLflow run
+    leaves the other's files whole. The MLmodel names ``folder`` as the
+    artifact's source and counts the whole model's size, as a copy would."""
     import importlib.metadata as md
     import shutil
     import tempfile
@@ -116,7 +119,8 @@ def save_pyfunc(folder: Path, path: Path) -> None:
             reqs.append(f"{dist}=={md.version(dist)}")
         except md.PackageNotFoundError:
             pass
-    big = {p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_size > LINK_ABOVE}
+    big = {p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file() and not p.is_symlink()
+           and p.stat().st_size > LINK_ABOVE}
     with tempfile.TemporaryDirectory(prefix="relforge-pyfunc-") as tmp:
         stage = Path(tmp) / folder.name  # the folder without its weights, under the folder's own name
         shutil.copytree(folder, stage, ignore=lambda d, names: [n for n in names if Path(d) / n in big])

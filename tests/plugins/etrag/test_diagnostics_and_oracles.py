@@ -139,3 +139,23 @@ def test_the_gold_oracle_falls_back_to_random_items_never_the_querys_own(tiny_t5
     picked = model.oracle_rows([row] * 20)
     assert model.oracle_fallbacks == 20
     assert not set(picked.reshape(-1).tolist()) & set(own)
+
+
+def test_an_oracle_ranking_depends_on_the_weights_and_examples_only(tiny_t5_dir, tiny_bert_dir):
+    """Inference's oracle draws are re-seeded at every rank(): ranking twice, or after training steps have
+    drawn from the training generator, gives the same ranking (a model in memory and the same model loaded
+    rank alike); training's draws are not moved by a ranking."""
+    model, data = _build(_resolved(tiny_t5_dir, tiny_bert_dir, "model.oracle=random"))
+    feats, batch = _train_batch(model, data, n=6)
+    test = data.splits["test"]
+
+    def labels(ranking):
+        return [[(c.label, round(c.score, 5)) for c in r] for r in ranking]
+
+    first = labels(model.rank(test))
+    train_state = model._oracle_gen.get_state()
+    assert labels(model.rank(test)) == first
+    assert torch.equal(model._oracle_gen.get_state(), train_state)
+    model.oracle_rows(feats[:6])  # a training step's draws
+    model.eval()
+    assert labels(model.rank(test)) == first
