@@ -57,8 +57,11 @@ def run_once(tree: Path, out: Path, data_dir: str) -> dict:
            "RELFORGE_DATA_DIR": data_dir, "RELFORGE_QUIET": "1"}
     probe = probe_ms()
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "relforge", "bench", str(tree / "benchmarks/suites/quickstart.yaml"),
-                    "--output-dir", "runs"], cwd=out, env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "relforge", "bench", str(tree / "benchmarks/suites/quickstart.yaml"),
+                           "--output-dir", "runs"], cwd=out, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the quickstart at {tree} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     wall = time.perf_counter() - t0
     per = cells(out / "mlflow.db")
     return {"probe_ms": round(probe, 2), "wall_s": round(wall, 1), "cells": per,
