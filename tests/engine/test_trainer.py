@@ -172,7 +172,7 @@ def test_a_fresh_start_removes_the_earlier_attempts_checkpoint_before_training(t
     with pytest.raises(Interrupt):
         Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss, progress=False,
                 save_best_fn=_save_weights, step_callback=crash).train(resume=False)
-    assert not (tmp_path / "checkpoint").exists()
+    assert not (tmp_path / "checkpoint").exists() and not (tmp_path / "best").exists()
     again = Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, evaluate_fn=dev_loss,
                     progress=False, save_best_fn=_save_weights)
     result = again.train()
@@ -295,3 +295,34 @@ def test_random_states_that_cannot_be_loaded_are_said(tmp_path, capsys):
     again.load_checkpoint()
     assert again.random_states_restored is False
     assert "random_states_0.pkl could not be loaded" in capsys.readouterr().out
+
+
+def test_detach_links_gives_linked_files_their_own_copy(tmp_path):
+    """After it, a writer that rewrites a file in place (torch.save does) cannot change the other name."""
+    from relforge.engine.checkpoint import detach_links
+
+    folder = tmp_path / "best"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"old weights")
+    (folder / "plain.json").write_text("{}")
+    os.link(folder / "w.bin", tmp_path / "logged.bin")
+    assert detach_links(folder) == 1 and detach_links(folder) == 0
+    with open(folder / "w.bin", "r+b") as f:  # in place, same inode
+        f.write(b"new")
+    assert (tmp_path / "logged.bin").read_bytes() == b"old weights"
+    assert (folder / "w.bin").read_bytes() == b"new weights"
+    assert sorted(p.name for p in folder.iterdir()) == ["plain.json", "w.bin"]
+
+
+def test_a_best_model_gone_before_the_end_is_replaced_by_the_final_one_and_said(tmp_path, capsys):
+    import shutil
+
+    def remove_best(state):
+        if state.global_step == 20:
+            shutil.rmtree(tmp_path / "best")
+
+    trainer = Trainer(TinyRegressor(), make_data(), collate, settings(), tmp_path, progress=False,
+                      evaluate_fn=lambda m: {"mse": 1.0}, save_best_fn=_save_weights, step_callback=remove_best)
+    result = trainer.train()
+    assert "best (the model selected on dev at step 8) is missing: the final model (step 24)" in capsys.readouterr().out
+    assert result.state.best_step == 24 and result.state.best_metric == 1.0 and (tmp_path / "best" / "w.pt").exists()

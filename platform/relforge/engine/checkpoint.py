@@ -94,8 +94,12 @@ def detach_links(folder: Path) -> int:
     for path in Path(folder).rglob("*"):
         if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
             tmp = path.with_name(f".{path.name}.detach-{os.getpid()}")
-            shutil.copy2(path, tmp)
-            os.replace(tmp, path)
+            try:
+                shutil.copy2(path, tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             n += 1
     return n
 

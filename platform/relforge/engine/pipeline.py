@@ -273,8 +273,7 @@ def train_run(resolved: ResolvedConfig, *, registry=None, data_dir: str | Path |
         if best_dir is not None and ("test" in data.splits or run_cfg.decision.tune_on_dev):
             if trainer.step_losses and result.state.best_step in (None, result.state.global_step):
                 # the model in memory is the selected one (saved by this process after its last step: the
-                # best on dev, or the final model without dev): not loaded again, and a model's inference
-                # caches (ETRAG's encoded memory) stay valid
+                # best on dev, or the final model without dev): it is not loaded again
                 best_model = model
             else:
                 best_model, _, _ = load_saved(best_dir, registry=registry)

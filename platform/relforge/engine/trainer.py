@@ -12,7 +12,11 @@ seeded by ``seed + e``; the resumable checkpoint (``checkpoint/``) holds the
 model (safetensors), optimizer, scheduler, RNG states and the loop's position,
 so a resumed run continues from the saved step and reaches the same result as
 an uninterrupted one. A finished run whose model is kept in ``best/``
-(``save_best_fn``) keeps only the loop's state in ``checkpoint/``.
+(``save_best_fn``) keeps only the loop's state in ``checkpoint/``, and its
+last step's weights are not saved there: a run interrupted after its last
+step, during its final dev evaluation, resumes from the checkpoint before and
+trains that stretch again (with per-epoch evaluation this was always so, the
+last evaluation coming before the last save).
 """
 from __future__ import annotations
 
@@ -301,9 +305,11 @@ class Trainer:
             acc.print(f"resuming from {self.checkpoint_dir} at step {self.state.global_step} "
                       f"(epoch {self.state.epoch}, batch {self.state.batches_in_epoch})")
         elif not resume and acc.is_main_process:
-            # afresh: an earlier attempt's checkpoint goes now, not at this run's first save (a crash before
-            # that would otherwise resume the earlier run, or find it finished)
-            for old in (self.checkpoint_dir, self.checkpoint_dir.with_name(f".{self.checkpoint_dir.name}.old")):
+            # afresh: an earlier attempt's checkpoint and selected model go now, not at this run's first save
+            # (a crash before that would otherwise resume the earlier run, find it finished, or leave its model)
+            for old in (self.checkpoint_dir, self.checkpoint_dir.with_name(f".{self.checkpoint_dir.name}.old"),
+                        *((self.best_dir, self.best_dir.with_name(f".{self.best_dir.name}.old"))
+                          if self._keeps_best else ())):
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
         if self.state.finished:
@@ -378,6 +384,8 @@ class Trainer:
                 if self.state.best_step is not None:
                     acc.print(f"warning: {self.best_dir} (the model selected on dev at step {self.state.best_step}) "
                               f"is missing: the final model (step {self.state.global_step}) is kept there instead")
+                    self.state.best_step = self.state.global_step
+                    self.state.best_metric = self._last_eval.get(self.settings.select_metric)
                 # no dev evaluation selected a model (there was none): the final model is the run's, kept
                 # before the finished state is written, since a resumed finished run reads it from best/
                 # (a best/ left by an earlier attempt in the folder is replaced)

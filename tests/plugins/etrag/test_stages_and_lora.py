@@ -83,8 +83,8 @@ def test_lora_refuses_a_warm_started_generator(tiny_bert_dir):
 
 def test_test_scoring_uses_the_selected_model_in_memory_and_predicts_what_the_saved_one_does(
         tiny_t5_dir, tiny_bert_dir, tmp_path, monkeypatch):
-    """The final model is the selected one (eval_every: end): test is scored with the model in memory (its
-    encoded memory still valid), and the saved model, loaded, ranks test the same to five decimals."""
+    """The final model is the selected one (eval_every: end): test is scored with the model in memory (not
+    loaded again), and the saved model, loaded, ranks test the same to five decimals."""
     import json
 
     import relforge.engine.build as build
