@@ -26,10 +26,21 @@ def write_atomically(final: Path, write: Callable[[Path], None]) -> Path:
     return swap_in(tmp, final)
 
 
+def _previous(final: Path) -> Path:
+    """Where :func:`swap_in` keeps the previous ``final`` between its two renames."""
+    return final.with_name(f".{final.name}.old")
+
+
+def remove_folder(final: Path) -> None:
+    """Remove the folder ``final`` and any previous one a crash left beside it."""
+    for folder in (Path(final), _previous(Path(final))):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def swap_in(tmp: Path, final: Path) -> Path:
     """Replace ``final`` by the complete folder ``tmp`` with two renames."""
     final = Path(final)
-    old = final.with_name(f".{final.name}.old")
+    old = _previous(final)
     _fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -44,7 +55,7 @@ def find_checkpoint(final: Path) -> Path | None:
     """The complete checkpoint at ``final``; if a crash happened between the
     two renames, the previous one (``.old``) is still complete."""
     final = Path(final)
-    for candidate in (final, final.with_name(f".{final.name}.old")):
+    for candidate in (final, _previous(final)):
         if (candidate / STATE_FILE).exists():
             return candidate
     return None

@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader, Sampler
 from relforge.components import ReportsDiagnostics
 from relforge.config import TrainConfig
 from relforge.engine.checkpoint import (
-    find_checkpoint, is_state_only, read_state, share_files, swap_in, write_atomically, write_state,
+    find_checkpoint, is_state_only, read_state, remove_folder, share_files, swap_in, write_atomically,
+    write_state,
 )
 from relforge.engine.precision import resolve as resolve_precision
 
@@ -264,14 +265,15 @@ class Trainer:
             return False
         try:
             state = TrainerState(**read_state(folder))
-            if not (state.finished and is_state_only(folder)):
+            state_only = state.finished and is_state_only(folder)
+            if not state_only:
                 self.accelerator.load_state(str(folder))
         except Exception as exc:  # noqa: BLE001 - any damage: one message naming the folder and the way out
             raise InputError(f"{folder}: the checkpoint is damaged and cannot be resumed ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]}); start afresh with --no-resume (the checkpoint "
                              f"is replaced), or use another --output-dir") from exc
         self.state = state
-        if is_state_only(folder):  # a finished run that kept its model in best/ (_save_finished_state)
+        if state_only:  # a finished run that kept its model in best/ (_save_finished_state)
             if self.save_best_fn is None or not self.best_dir.exists():
                 raise InputError(f"{folder}: the run has finished and kept its model in {self.best_dir}, which "
                                  f"is missing; train it again with --no-resume, or use another --output-dir")
@@ -307,10 +309,9 @@ class Trainer:
         elif not resume and acc.is_main_process:
             # afresh: an earlier attempt's checkpoint and selected model go now, not at this run's first save
             # (a crash before that would otherwise resume the earlier run, find it finished, or leave its model)
-            for old in (self.checkpoint_dir, self.checkpoint_dir.with_name(f".{self.checkpoint_dir.name}.old"),
-                        *((self.best_dir, self.best_dir.with_name(f".{self.best_dir.name}.old"))
-                          if self._keeps_best else ())):
-                shutil.rmtree(old, ignore_errors=True)
+            remove_folder(self.checkpoint_dir)
+            if self._keeps_best:
+                remove_folder(self.best_dir)
         acc.wait_for_everyone()
         if self.state.finished:
             return TrainResult(self.state, self.best_dir if self.best_dir.exists() else None, {}, False)
